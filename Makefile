@@ -1,0 +1,50 @@
+# Switchboard's build and test targets; CI (.ci/run) calls the same ones.
+GO          ?= go
+STATICCHECK ?= staticcheck
+FUZZTIME    ?= 5s
+GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
+
+.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js bench check tools
+
+all: build
+
+build:
+	$(GO) build ./...
+
+fmt:
+	gofmt -s -w $(GOFILES)
+	$(GO) mod tidy
+
+# fmt-check fails when a Go file is not gofmt -s clean or go.mod is untidy.
+fmt-check:
+	@out=$$(gofmt -s -l $(GOFILES)); if [ -n "$$out" ]; then echo "not gofmt -s clean:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+
+lint:
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# test runs every test: Go with the race detector (Redis tests start their
+# own redis-server processes), a short fuzz of each decoder, and the
+# JavaScript client's tests (Node and headless Chromium).
+test: test-go test-fuzz test-js
+
+test-go:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZTIME) ./protocol
+	$(GO) test -run=NONE -fuzz=FuzzValidateChannel -fuzztime=$(FUZZTIME) ./protocol
+
+test-js:
+	cd clients/js && npm test
+
+bench:
+	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+check: fmt-check lint test
+
+# tools installs what lint and the JavaScript tests need.
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	cd clients/js && npm ci --no-audit --no-fund

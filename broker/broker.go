@@ -1,0 +1,125 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one message of a channel as the broker delivers it.
+type Message struct {
+	// Channel is the channel the message was published to.
+	Channel string
+	// Data is the message body: one JSON value, exactly as published.
+	// Receivers must treat it as read-only; it may be shared.
+	Data []byte
+	// Pos is the message's place in the channel's history. It is zero when
+	// the channel keeps no history.
+	Pos Position
+}
+
+// Position names a place in a channel's history: Offset counts the messages
+// of one life of the channel's stream, starting at 1; Epoch names that life
+// and changes when the stream is lost (Redis restarted without persistence,
+// say), after which offsets start again from 1.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// IsZero reports whether p is the zero Position (a channel without history).
+func (p Position) IsZero() bool { return p.Epoch == "" && p.Offset == 0 }
+
+// PublishOptions are the per-channel settings a publish carries. The zero
+// value publishes without history.
+type PublishOptions struct {
+	// HistorySize is how many messages the channel's history keeps. Zero
+	// keeps none: the message is delivered but has no Position.
+	HistorySize int
+	// HistoryTTL is how long the history is kept after the channel's last
+	// publish. Zero with a HistorySize keeps it for a day.
+	HistoryTTL time.Duration
+}
+
+// Handler receives the messages of the channels a broker is subscribed to.
+//
+// A broker calls HandleMessage for the messages of one channel one at a time
+// and in the channel's order; messages of different channels may be handled
+// concurrently. HandleMessage must not block: the node only queues the
+// message for its local subscribers.
+type Handler interface {
+	HandleMessage(m Message)
+}
+
+// HandlerFunc adapts a function to the Handler interface.
+type HandlerFunc func(m Message)
+
+// HandleMessage calls f(m).
+func (f HandlerFunc) HandleMessage(m Message) { f(m) }
+
+// Broker moves messages between the nodes that share a channel.
+type Broker interface {
+	// Start connects the broker and registers h for every message of the
+	// channels it will subscribe to. It is called once, before any other
+	// method. The broker's goroutines run until Close.
+	Start(ctx context.Context, h Handler) error
+
+	// Publish sends data, one JSON value, to every node subscribed to the
+	// channel, this one included. A nil error means the broker has taken the
+	// message; the error wraps ErrUnavailable when the broker cannot be
+	// reached, and the message is then not delivered later. The returned
+	// Position is zero when opts keep no history.
+	Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (Position, error)
+
+	// Subscribe makes the broker deliver the channels' messages to the
+	// Handler. It returns once the subscription is live: a message published
+	// after Subscribe returns is delivered. Subscribing to a channel that is
+	// already subscribed is a no-op.
+	Subscribe(ctx context.Context, channels ...string) error
+
+	// Unsubscribe stops the delivery of the channels' messages.
+	// Unsubscribing from a channel that is not subscribed is a no-op.
+	Unsubscribe(ctx context.Context, channels ...string) error
+
+	// Close stops the broker's goroutines and releases its connections. It
+	// waits for them to end or for ctx to be done.
+	Close(ctx context.Context) error
+}
+
+// Readier is implemented by brokers that can lose their connection. Ready
+// returns nil while the broker can publish and deliver, and an error wrapping
+// ErrUnavailable otherwise. A Broker that does not implement it is always
+// ready.
+type Readier interface {
+	Ready() error
+}
+
+// HistoryRequest selects messages from a channel's history.
+type HistoryRequest struct {
+	// Since, when not nil, asks for the messages after this position, oldest
+	// first. When its epoch is not the channel's current one, or messages
+	// after it have left the history, the result is not Recovered.
+	Since *Position
+	// Limit caps the number of messages returned; with Since nil it returns
+	// the newest Limit messages. Zero or less returns none: only the current
+	// position.
+	Limit int
+}
+
+// HistoryResult is a read of a channel's history.
+type HistoryResult struct {
+	// Pos is the channel's current position: the position of its newest
+	// message, or offset 0 in the current epoch when it has none.
+	Pos Position
+	// Messages are the selected messages, oldest first.
+	Messages []Message
+	// Recovered is true when Since was given and every message after it is
+	// in Messages.
+	Recovered bool
+}
+
+// Historian is implemented by brokers that keep channel history.
+type Historian interface {
+	// History reads a channel's history. A channel never published to has a
+	// fresh epoch and offset 0.
+	History(ctx context.Context, channel string, req HistoryRequest, opts PublishOptions) (HistoryResult, error)
+}

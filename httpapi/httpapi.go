@@ -1,0 +1,237 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Config configures the API handlers.
+type Config struct {
+	// Hub publishes and reports. Required.
+	Hub *hub.Hub
+	// APIKey, when set, must be sent as "Authorization: Bearer <key>" on
+	// every /api/ request; a wrong or missing key gets 401.
+	APIKey string
+	// MaxMessageBytes bounds a published message's data. Default 65536.
+	MaxMessageBytes int
+	// RequestTimeout bounds each broker call. Default 5s.
+	RequestTimeout time.Duration
+}
+
+// Handler serves the HTTP API.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the API handler. It routes /api/publish, /api/broadcast,
+// /api/channels, /healthz, /readyz and /metrics.
+func New(cfg Config) *Handler {
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 65536
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /api/publish", h.auth(h.publish))
+	h.mux.HandleFunc("POST /api/broadcast", h.auth(h.broadcast))
+	h.mux.HandleFunc("GET /api/channels", h.auth(h.channels))
+	h.mux.HandleFunc("/api/", h.auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such API request: "+r.Method+" "+r.URL.Path))
+	}))
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	h.mux.HandleFunc("GET /readyz", h.readyz)
+	h.mux.HandleFunc("GET /metrics", h.metrics)
+	return h
+}
+
+// ServeHTTP routes the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// auth checks the API key, in constant time.
+func (h *Handler) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.cfg.APIKey != "" {
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(h.cfg.APIKey)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+				writeError(w, protocol.Errorf(protocol.CodeUnauthorized, "a valid API key is required as a bearer token"))
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+type publishRequest struct {
+	Channel  string          `json:"channel"`
+	Channels []string        `json:"channels"`
+	Data     json.RawMessage `json:"data"`
+}
+
+type positionReply struct {
+	Channel string     `json:"channel,omitempty"`
+	Epoch   string     `json:"epoch,omitempty"`
+	Offset  uint64     `json:"offset,omitempty"`
+	Error   *errorBody `json:"error,omitempty"`
+}
+
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (publishRequest, bool) {
+	var req publishRequest
+	// The body may hold the data and a little JSON around it.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.MaxMessageBytes)+64*1024))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, protocol.Errorf(protocol.CodeTooLarge, "request body too large"))
+		return req, false
+	case err != nil:
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "cannot read request body"))
+		return req, false
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "body must be a JSON object: "+err.Error()))
+		return req, false
+	}
+	if len(req.Data) == 0 {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "data is missing"))
+		return req, false
+	}
+	if len(req.Data) > h.cfg.MaxMessageBytes {
+		writeError(w, protocol.Errorf(protocol.CodeTooLarge, "data is larger than the message limit"))
+		return req, false
+	}
+	return req, true
+}
+
+func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	if perr := protocol.ChannelError(req.Channel); perr != nil {
+		writeError(w, perr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	pos, err := h.cfg.Hub.Publish(ctx, req.Channel, req.Data)
+	if err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, positionReply{Epoch: pos.Epoch, Offset: pos.Offset})
+}
+
+func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
+	req, ok := h.decode(w, r)
+	if !ok {
+		return
+	}
+	if len(req.Channels) == 0 {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "channels is missing"))
+		return
+	}
+	for _, ch := range req.Channels {
+		if perr := protocol.ChannelError(ch); perr != nil {
+			writeError(w, protocol.Errorf(perr.Code, perr.Message+": "+ch))
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	results := make([]positionReply, len(req.Channels))
+	failed := 0
+	var firstErr *protocol.Error
+	for i, ch := range req.Channels {
+		results[i].Channel = ch
+		pos, err := h.cfg.Hub.Publish(ctx, ch, req.Data)
+		if err != nil {
+			e := hub.ErrorOf(err)
+			results[i].Error = &errorBody{Code: e.Code, Message: e.Message}
+			failed++
+			if firstErr == nil {
+				firstErr = e
+			}
+			continue
+		}
+		results[i].Epoch, results[i].Offset = pos.Epoch, pos.Offset
+	}
+	if failed == len(req.Channels) {
+		// Nothing was published: the request failed as a whole.
+		writeError(w, firstErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// channels lists the channels with subscribers on this node.
+func (h *Handler) channels(w http.ResponseWriter, r *http.Request) {
+	counts := h.cfg.Hub.Channels()
+	type entry struct {
+		Channel     string `json:"channel"`
+		Subscribers int    `json:"subscribers"`
+	}
+	list := make([]entry, 0, len(counts))
+	for ch, n := range counts {
+		list = append(list, entry{ch, n})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Channel < list[j].Channel })
+	writeJSON(w, http.StatusOK, map[string]any{"channels": list})
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := h.cfg.Hub.Ready(); err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type errorBody struct {
+	Code    protocol.Code `json:"code"`
+	Message string        `json:"message"`
+}
+
+// statusOf is the HTTP status of each error code.
+var statusOf = map[protocol.Code]int{
+	protocol.CodeBadRequest:    http.StatusBadRequest,
+	protocol.CodeUnauthorized:  http.StatusUnauthorized,
+	protocol.CodeForbidden:     http.StatusForbidden,
+	protocol.CodeNotFound:      http.StatusNotFound,
+	protocol.CodeTooLarge:      http.StatusRequestEntityTooLarge,
+	protocol.CodeRateLimited:   http.StatusTooManyRequests,
+	protocol.CodeLimitExceeded: http.StatusTooManyRequests,
+	protocol.CodeUnavailable:   http.StatusServiceUnavailable,
+	protocol.CodeInternal:      http.StatusInternalServerError,
+}
+
+// writeError writes e as the JSON error body with its HTTP status. Every
+// API error goes through it.
+func writeError(w http.ResponseWriter, e *protocol.Error) {
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, map[string]errorBody{"error": {Code: e.Code, Message: e.Message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

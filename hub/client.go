@@ -1,0 +1,256 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Dialect is the wire dialect of a connection.
+type Dialect uint8
+
+const (
+	// Native is the JSON request/reply dialect of PROTOCOL.md, on /ws.
+	Native Dialect = iota
+	// Raw is the seed-compatible dialect: text in, text out, one channel.
+	Raw
+)
+
+func (d Dialect) String() string {
+	if d == Raw {
+		return "raw"
+	}
+	return "native"
+}
+
+// Transport is a client's connection as the hub sees it.
+type Transport interface {
+	// WriteFrames writes the encoded frames, in order, in as few system
+	// calls as it can, and returns once they are written or it failed. It
+	// may modify the slice but not the frames' bytes, which other clients
+	// share. The hub calls it from one goroutine at a time.
+	WriteFrames(frames [][]byte) error
+	// Close closes the connection at once. It is safe to call concurrently
+	// and more than once.
+	Close() error
+}
+
+// Client is one connection to the hub. The transport creates it with
+// NewClient, attaches itself with Attach, calls HandleFrame for every frame
+// it reads, and Finish when reading ends.
+type Client struct {
+	hub     *Hub
+	id      string
+	seq     uint64
+	dialect Dialect
+
+	// mu guards the send queue and the fields below it.
+	mu      sync.Mutex
+	t       Transport // nil until Attach
+	queue   [][]byte  // frames waiting for the writer
+	spare   [][]byte  // the writer's emptied batch, kept for reuse
+	queued  int       // bytes queued or being written
+	writing bool      // a writer goroutine is running
+	closed  bool      // no more frames are accepted
+	killer  *time.Timer
+	writer  sync.WaitGroup
+
+	// subs is owned by the reader goroutine.
+	subs map[string]struct{}
+	// rawChannel is the raw dialect's channel; set before Attach.
+	rawChannel string
+	// replyBuf is the reader's scratch buffer for encoding replies.
+	replyBuf []byte
+}
+
+// NewClient registers a new client of the given dialect. It fails with
+// ErrClosing during Shutdown.
+func (h *Hub) NewClient(d Dialect) (*Client, error) {
+	id, seq := h.newClientID()
+	c := &Client{hub: h, id: id, seq: seq, dialect: d}
+	if err := h.register(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ID returns the client's id, unique across the cluster.
+func (c *Client) ID() string { return c.id }
+
+// Dialect returns the client's dialect.
+func (c *Client) Dialect() Dialect { return c.dialect }
+
+// Attach gives the client its transport and starts writing whatever was
+// queued before it (the welcome frame, or messages of a raw connection's
+// channel).
+func (c *Client) Attach(t Transport) {
+	c.mu.Lock()
+	c.t = t
+	start := len(c.queue) > 0 && !c.writing
+	if start {
+		c.writing = true
+		c.writer.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// enqueue appends frame to the send queue and makes sure a writer runs. It
+// returns false when the client is closed or its queue overflowed (the
+// client is then closed with 4008). It never blocks on the network.
+func (c *Client) enqueue(frame []byte) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if c.queued+len(frame) > c.hub.cfg.SendQueueBytes {
+		c.hub.stats.SlowConsumers.Add(1)
+		c.closeLocked(CloseFrame(protocol.CloseSlowConsumer, "slow consumer"), true)
+		c.mu.Unlock()
+		return false
+	}
+	c.pushLocked(frame)
+	c.mu.Unlock()
+	return true
+}
+
+// pushLocked queues frame and starts the writer if none runs.
+// c.mu must be held.
+func (c *Client) pushLocked(frame []byte) {
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	if c.t != nil && !c.writing {
+		c.writing = true
+		c.writer.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// writeLoop writes everything queued, batch by batch, and exits when the
+// queue is empty. At most one runs per client; the client owns it and
+// Finish waits for it.
+func (c *Client) writeLoop() {
+	defer c.writer.Done()
+	var batch [][]byte
+	c.mu.Lock()
+	t := c.t
+	for len(c.queue) > 0 {
+		batch, c.queue = c.queue, c.spare[:0]
+		c.spare = nil
+		c.mu.Unlock()
+
+		n := 0
+		for _, f := range batch {
+			n += len(f)
+		}
+		frames := len(batch)
+		err := t.WriteFrames(batch)
+		clear(batch)
+		c.hub.stats.Writes.Add(1)
+		c.hub.stats.FramesWritten.Add(uint64(frames))
+
+		c.mu.Lock()
+		c.queued -= n
+		if cap(batch) <= 64 {
+			c.spare = batch[:0]
+		}
+		if err != nil {
+			// The connection is broken: the reader will see it too and
+			// Finish the client. Nothing more can be written.
+			c.closed = true
+			c.queue = nil
+			c.queued = 0
+			break
+		}
+	}
+	c.writing = false
+	if cap(c.queue) > 64 {
+		c.queue = nil
+	}
+	c.mu.Unlock()
+}
+
+// Close closes the client with a close frame after whatever is already
+// queued. The socket is closed when the client answers, or after
+// Config.CloseGrace. Close is safe to call from any goroutine, more than
+// once; only the first call has an effect.
+func (c *Client) Close(code int, reason string) {
+	c.mu.Lock()
+	c.closeLocked(CloseFrame(code, reason), false)
+	c.mu.Unlock()
+}
+
+// closeLocked marks the client closed, queues the close frame (after the
+// queued frames, or alone when drop is set), and arms the timer that closes
+// the socket after the grace period. c.mu must be held.
+func (c *Client) closeLocked(frame []byte, drop bool) {
+	if c.closed {
+		return
+	}
+	if drop {
+		for i := range c.queue {
+			c.queued -= len(c.queue[i])
+		}
+		clear(c.queue)
+		c.queue = c.queue[:0]
+	}
+	c.pushLocked(frame)
+	c.closed = true
+	c.armKillLocked()
+}
+
+// armKillLocked arms the timer that closes the socket after CloseGrace.
+// c.mu must be held.
+func (c *Client) armKillLocked() {
+	if c.killer == nil {
+		c.killer = time.AfterFunc(c.hub.cfg.CloseGrace, c.kill)
+	}
+}
+
+// kill closes the client's socket at once.
+func (c *Client) kill() {
+	c.mu.Lock()
+	t := c.t
+	c.closed = true
+	c.mu.Unlock()
+	if t != nil {
+		_ = t.Close()
+	}
+}
+
+// Finish is called by the transport's reader when the connection ends. It
+// leaves every channel, lets the writer flush what is queued (at most
+// CloseGrace), closes the socket and unregisters the client.
+func (c *Client) Finish() {
+	if c.rawChannel != "" {
+		c.hub.unsubscribe(c, c.rawChannel, nil)
+	}
+	for name := range c.subs {
+		c.hub.unsubscribe(c, name, nil)
+	}
+	c.subs = nil
+	c.mu.Lock()
+	c.closed = true
+	c.armKillLocked()
+	t := c.t
+	c.mu.Unlock()
+	c.writer.Wait()
+	if t != nil {
+		_ = t.Close()
+	}
+	c.mu.Lock()
+	c.killer.Stop()
+	c.queue, c.spare = nil, nil
+	c.mu.Unlock()
+	c.hub.unregister(c)
+}
+
+// requestContext returns the context for a broker call made for one request.
+func (c *Client) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.hub.cfg.RequestTimeout)
+}

@@ -1,0 +1,514 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// Config configures a Hub. Zero fields take the documented defaults.
+type Config struct {
+	// Broker carries messages between nodes. Required.
+	Broker broker.Broker
+	// NodeID names this node in welcome frames and client ids. Default: a
+	// random id.
+	NodeID string
+	// Logger receives the hub's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// MaxSubscriptions is how many channels one client may be in.
+	// Default 128.
+	MaxSubscriptions int
+	// SendQueueBytes bounds the bytes queued for one client, including
+	// those being written. A client over it is closed with 4008.
+	// Default 1 MiB.
+	SendQueueBytes int
+	// PingInterval is how often every connection is pinged. Default 25s.
+	PingInterval time.Duration
+	// UnsubscribeDelay is how long the broker stays subscribed to a channel
+	// after its last local client left. Default 2s.
+	UnsubscribeDelay time.Duration
+	// CloseGrace is how long a connection the server closes may take to
+	// flush its close frame and answer it before its socket is closed.
+	// Default 3s.
+	CloseGrace time.Duration
+	// RequestTimeout bounds each broker call made for a client request.
+	// Default 5s.
+	RequestTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = randomID(4)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 128
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 1 << 20
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.UnsubscribeDelay <= 0 {
+		c.UnsubscribeDelay = 2 * time.Second
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 3 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+}
+
+const (
+	numShards   = 64
+	numSubLocks = 128
+	numClients  = 16
+)
+
+// Hub is one switchboard node. Create it with New, then Start it.
+type Hub struct {
+	cfg    Config
+	broker broker.Broker
+	log    *slog.Logger
+	seed   maphash.Seed
+
+	shards   [numShards]shard
+	subLocks [numSubLocks]sync.Mutex
+
+	clientsMu [numClients]sync.Mutex
+	clients   [numClients]map[*Client]struct{} // guarded by clientsMu[i]
+	active    sync.WaitGroup                   // one count per registered client
+	nextID    atomic.Uint64
+
+	closing  atomic.Bool
+	stop     chan struct{} // closed by Shutdown: stops the pinger
+	stopOnce sync.Once
+	done     sync.WaitGroup // the pinger
+
+	stats       Stats
+	lastRawWarn atomic.Int64 // unix nanos of the last logged raw publish failure
+}
+
+// shard holds the channels whose name hashes to it.
+type shard struct {
+	mu       sync.RWMutex
+	channels map[string]*channel // guarded by mu
+}
+
+// channel is the local state of one channel.
+type channel struct {
+	// subs and index are guarded by the shard's mu.
+	subs  []*Client
+	index map[*Client]int
+	// unsubTimer, guarded by the shard's mu, fires the delayed broker
+	// unsubscribe after the last subscriber left.
+	unsubTimer *time.Timer
+	// brokerSubscribed is guarded by the channel's stripe lock.
+	brokerSubscribed bool
+}
+
+// New returns a Hub; it serves no client until Start.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Broker == nil {
+		return nil, errors.New("hub: Config.Broker is required")
+	}
+	cfg.setDefaults()
+	h := &Hub{
+		cfg:    cfg,
+		broker: cfg.Broker,
+		log:    cfg.Logger,
+		seed:   maphash.MakeSeed(),
+		stop:   make(chan struct{}),
+	}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*channel)
+	}
+	for i := range h.clients {
+		h.clients[i] = make(map[*Client]struct{})
+	}
+	return h, nil
+}
+
+// Start starts the broker with the hub as its Handler, and the pinger.
+func (h *Hub) Start(ctx context.Context) error {
+	if err := h.broker.Start(ctx, h); err != nil {
+		return err
+	}
+	h.done.Add(1)
+	go h.pingLoop()
+	return nil
+}
+
+// NodeID returns the node's id.
+func (h *Hub) NodeID() string { return h.cfg.NodeID }
+
+// Config returns the hub's configuration with defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() *Stats { return &h.stats }
+
+// Ready returns nil while the hub accepts clients and its broker is
+// reachable.
+func (h *Hub) Ready() error {
+	if h.closing.Load() {
+		return ErrClosing
+	}
+	if r, ok := h.broker.(broker.Readier); ok {
+		return r.Ready()
+	}
+	return nil
+}
+
+// Closing reports whether Shutdown has begun.
+func (h *Hub) Closing() bool { return h.closing.Load() }
+
+func (h *Hub) shard(ch string) *shard {
+	return &h.shards[maphash.String(h.seed, ch)%numShards]
+}
+
+func (h *Hub) subLock(ch string) *sync.Mutex {
+	return &h.subLocks[maphash.String(h.seed, ch)%numSubLocks]
+}
+
+// HandleMessage is the broker.Handler of the hub: it queues m for every
+// local subscriber of its channel, encoding its frame once per dialect.
+func (h *Hub) HandleMessage(m broker.Message) {
+	sh := h.shard(m.Channel)
+	sh.mu.RLock()
+	ch := sh.channels[m.Channel]
+	if ch == nil || len(ch.subs) == 0 {
+		sh.mu.RUnlock()
+		return
+	}
+	var native, raw []byte
+	var delivered uint64
+	for _, c := range ch.subs {
+		var f []byte
+		if c.dialect == Raw {
+			if raw == nil {
+				raw = rawMessageFrame(m.Data)
+			}
+			f = raw
+		} else {
+			if native == nil {
+				native = nativeMessageFrame(m)
+			}
+			f = native
+		}
+		if c.enqueue(f) {
+			delivered++
+		}
+	}
+	sh.mu.RUnlock()
+	h.stats.MessagesReceived.Add(1)
+	h.stats.MessagesDelivered.Add(delivered)
+}
+
+// Publish publishes data, one JSON value, to channel through the broker.
+// It returns the message's position (zero without history). Errors wrap
+// broker.ErrUnavailable when the broker cannot be reached.
+func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (broker.Position, error) {
+	pos, err := h.broker.Publish(ctx, channel, data, broker.PublishOptions{})
+	if err != nil {
+		h.stats.PublishErrors.Add(1)
+		return pos, err
+	}
+	h.stats.MessagesPublished.Add(1)
+	return pos, nil
+}
+
+// subscribe adds c to channel's subscribers, subscribing the broker first
+// when c is the channel's first local subscriber. reply, when not nil, is
+// queued to c in the same step, so no message of the channel reaches c
+// before it.
+func (h *Hub) subscribe(ctx context.Context, c *Client, name string, reply []byte) error {
+	if h.closing.Load() {
+		return ErrClosing
+	}
+	lk := h.subLock(name)
+	lk.Lock()
+	defer lk.Unlock()
+	sh := h.shard(name)
+	sh.mu.Lock()
+	ch := sh.channels[name]
+	if ch == nil {
+		ch = &channel{index: make(map[*Client]int)}
+		sh.channels[name] = ch
+	}
+	sh.mu.Unlock()
+	if !ch.brokerSubscribed {
+		if err := h.broker.Subscribe(ctx, name); err != nil {
+			sh.mu.Lock()
+			if len(ch.subs) == 0 && ch.unsubTimer == nil {
+				delete(sh.channels, name)
+			}
+			sh.mu.Unlock()
+			return err
+		}
+		ch.brokerSubscribed = true
+		h.stats.BrokerChannels.Add(1)
+	}
+	sh.mu.Lock()
+	if ch.unsubTimer != nil {
+		ch.unsubTimer.Stop()
+		ch.unsubTimer = nil
+	}
+	ch.index[c] = len(ch.subs)
+	ch.subs = append(ch.subs, c)
+	if reply != nil {
+		c.enqueue(reply)
+	}
+	sh.mu.Unlock()
+	h.stats.Subscriptions.Add(1)
+	return nil
+}
+
+// unsubscribe removes c from channel's subscribers; reply, when not nil, is
+// queued to c in the same step, so no message of the channel follows it.
+// The broker is unsubscribed UnsubscribeDelay after the last one leaves.
+func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ch := sh.channels[name]
+	if ch == nil {
+		return
+	}
+	if i, ok := ch.index[c]; ok {
+		last := len(ch.subs) - 1
+		moved := ch.subs[last]
+		ch.subs[i] = moved
+		ch.index[moved] = i
+		ch.subs[last] = nil
+		ch.subs = ch.subs[:last]
+		delete(ch.index, c)
+		h.stats.Subscriptions.Add(-1)
+	}
+	if reply != nil {
+		c.enqueue(reply)
+	}
+	if len(ch.subs) == 0 && ch.unsubTimer == nil {
+		ch.unsubTimer = time.AfterFunc(h.cfg.UnsubscribeDelay, func() { h.releaseChannel(name) })
+	}
+}
+
+// releaseChannel unsubscribes the broker from a channel that has had no
+// local subscriber for UnsubscribeDelay.
+func (h *Hub) releaseChannel(name string) {
+	lk := h.subLock(name)
+	lk.Lock()
+	defer lk.Unlock()
+	sh := h.shard(name)
+	sh.mu.Lock()
+	ch := sh.channels[name]
+	if ch == nil || len(ch.subs) > 0 {
+		sh.mu.Unlock()
+		return
+	}
+	ch.unsubTimer = nil
+	delete(sh.channels, name)
+	sh.mu.Unlock()
+	if !ch.brokerSubscribed {
+		return
+	}
+	h.stats.BrokerChannels.Add(-1)
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+	defer cancel()
+	if err := h.broker.Unsubscribe(ctx, name); err != nil && !errors.Is(err, broker.ErrClosed) {
+		h.log.Warn("broker unsubscribe failed", "channel", name, "err", err)
+	}
+}
+
+// Channels returns the channels that have local subscribers, with their
+// local subscriber counts.
+func (h *Hub) Channels() map[string]int {
+	out := make(map[string]int)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for name, ch := range sh.channels {
+			if len(ch.subs) > 0 {
+				out[name] = len(ch.subs)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// register adds c to the client registry.
+func (h *Hub) register(c *Client) error {
+	i := c.seq % numClients
+	h.clientsMu[i].Lock()
+	defer h.clientsMu[i].Unlock()
+	// Checked under the lock so that Shutdown's snapshot, taken after it
+	// sets closing, sees every client registered before.
+	if h.closing.Load() {
+		return ErrClosing
+	}
+	h.clients[i][c] = struct{}{}
+	h.active.Add(1)
+	h.stats.Connections.Add(1)
+	h.stats.ConnectionsTotal.Add(1)
+	return nil
+}
+
+func (h *Hub) unregister(c *Client) {
+	i := c.seq % numClients
+	h.clientsMu[i].Lock()
+	_, ok := h.clients[i][c]
+	delete(h.clients[i], c)
+	h.clientsMu[i].Unlock()
+	if ok {
+		h.stats.Connections.Add(-1)
+		h.active.Done()
+	}
+}
+
+// snapshot returns every registered client.
+func (h *Hub) snapshot() []*Client {
+	var all []*Client
+	for i := range h.clients {
+		h.clientsMu[i].Lock()
+		for c := range h.clients[i] {
+			all = append(all, c)
+		}
+		h.clientsMu[i].Unlock()
+	}
+	return all
+}
+
+// pingLoop pings every client each PingInterval. It is owned by the hub and
+// ends at Shutdown.
+func (h *Hub) pingLoop() {
+	defer h.done.Done()
+	t := time.NewTicker(h.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			for _, c := range h.snapshot() {
+				c.enqueue(pingFrame)
+			}
+		}
+	}
+}
+
+// Shutdown stops the hub: it refuses new clients, asks every connected
+// client to go (1012 "server restarting" on native connections, 1001 on
+// raw ones) spread over half of the time ctx leaves, waits for them to
+// leave, closes those still there when ctx is done, and closes the broker.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.closing.Store(true)
+	h.stopOnce.Do(func() { close(h.stop) })
+	clients := h.snapshot()
+
+	allGone := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(allGone)
+	}()
+
+	drain := time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		drain = time.Until(dl) / 2
+	}
+	h.closeSpread(ctx, clients, drain)
+
+	var err error
+	select {
+	case <-allGone:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, c := range h.snapshot() {
+			c.kill()
+		}
+		// Killed connections end their readers at once; do not hang on a
+		// transport that does not.
+		select {
+		case <-allGone:
+		case <-time.After(time.Second):
+		}
+	}
+	h.done.Wait()
+	// The broker gets a moment of its own even when ctx is spent.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if berr := h.broker.Close(bctx); berr != nil && err == nil {
+		err = berr
+	}
+	return err
+}
+
+// closeSpread closes clients in batches spread evenly over d, so that they
+// do not all reconnect to the other nodes at the same instant.
+func (h *Hub) closeSpread(ctx context.Context, clients []*Client, d time.Duration) {
+	const step = 10 * time.Millisecond
+	steps := int(d / step)
+	if steps < 1 {
+		steps = 1
+	}
+	per := (len(clients) + steps - 1) / steps
+	if per < 1 {
+		per = 1
+	}
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for i := 0; i < len(clients); i += per {
+		for _, c := range clients[i:min(i+per, len(clients))] {
+			if c.dialect == Raw {
+				c.Close(protocol.CloseGoingAway, "server going away")
+			} else {
+				c.Close(protocol.CloseRestarting, "server restarting")
+			}
+		}
+		if i+per >= len(clients) {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// newClientID returns a client id unique across the cluster: the node id and
+// a counter.
+func (h *Hub) newClientID() (string, uint64) {
+	n := h.nextID.Add(1)
+	return h.cfg.NodeID + "-" + strconv.FormatUint(n, 36), n
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// warnRawDrop logs a raw publish that failed, at most once a second.
+func (h *Hub) warnRawDrop(channel string, err error) {
+	now := time.Now().UnixNano()
+	last := h.lastRawWarn.Load()
+	if now-last < int64(time.Second) || !h.lastRawWarn.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("raw publish dropped", "channel", channel, "err", err, "dropped_total", h.stats.RawPublishDropped.Load())
+}

@@ -1,0 +1,523 @@
+package hub
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/memory"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeTransport records the frames written to it. When gate is not nil,
+// each WriteFrames waits for a value from it, standing for a socket whose
+// peer does not read.
+type fakeTransport struct {
+	gate chan struct{}
+
+	mu     sync.Mutex
+	frames [][]byte
+	writes int
+	closed bool
+	seen   chan struct{} // signalled after each write
+}
+
+func newFake() *fakeTransport { return &fakeTransport{seen: make(chan struct{}, 1)} }
+
+func (t *fakeTransport) WriteFrames(frames [][]byte) error {
+	if t.gate != nil {
+		<-t.gate
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return io.ErrClosedPipe
+	}
+	t.frames = append(t.frames, frames...)
+	t.writes++
+	select {
+	case t.seen <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (t *fakeTransport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed && t.gate != nil {
+		close(t.gate)
+	}
+	t.closed = true
+	return nil
+}
+
+// frame is a decoded server frame.
+type frame struct {
+	op      byte
+	payload []byte
+}
+
+func decodeFrame(t testing.TB, b []byte) frame {
+	t.Helper()
+	if len(b) < 2 || b[0]&0x80 == 0 || b[1]&0x80 != 0 {
+		t.Fatalf("not a final unmasked frame: % x", b[:min(len(b), 4)])
+	}
+	n, h := int(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		n, h = int(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		n, h = int(binary.BigEndian.Uint64(b[2:])), 10
+	}
+	if len(b) != h+n {
+		t.Fatalf("frame length %d, header says %d", len(b), h+n)
+	}
+	return frame{op: b[0] & 0x0f, payload: b[h:]}
+}
+
+// received returns the frames written so far, decoded.
+func (t *fakeTransport) received(tb testing.TB) []frame {
+	tb.Helper()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]frame, len(t.frames))
+	for i, f := range t.frames {
+		out[i] = decodeFrame(tb, f)
+	}
+	return out
+}
+
+// waitFrames polls until n frames were written.
+func (t *fakeTransport) waitFrames(tb testing.TB, n int) []frame {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fs := t.received(tb)
+		if len(fs) >= n {
+			return fs
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("got %d frames, want %d: %q", len(fs), n, fs)
+		}
+		select {
+		case <-t.seen:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// countingBroker counts the broker subscriptions the hub makes.
+type countingBroker struct {
+	*memory.Broker
+	subs, unsubs atomic.Int64
+}
+
+func (b *countingBroker) Subscribe(ctx context.Context, chs ...string) error {
+	b.subs.Add(int64(len(chs)))
+	return b.Broker.Subscribe(ctx, chs...)
+}
+
+func (b *countingBroker) Unsubscribe(ctx context.Context, chs ...string) error {
+	b.unsubs.Add(int64(len(chs)))
+	return b.Broker.Unsubscribe(ctx, chs...)
+}
+
+func newHub(t testing.TB, cfg Config) (*Hub, *countingBroker) {
+	t.Helper()
+	b := &countingBroker{Broker: memory.New(memory.Config{})}
+	cfg.Broker = b
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	})
+	return h, b
+}
+
+// connect registers a native client on a fake transport and reads its
+// welcome frame.
+func connect(t testing.TB, h *Hub) (*Client, *fakeTransport) {
+	t.Helper()
+	c, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := newFake()
+	c.Welcome()
+	c.Attach(ft)
+	ft.waitFrames(t, 1)
+	t.Cleanup(func() {
+		c.Close(1000, "")
+		c.Finish()
+	})
+	return c, ft
+}
+
+func jsonOf(t testing.TB, f frame) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(f.payload, &m); err != nil {
+		t.Fatalf("frame %q is not JSON: %v", f.payload, err)
+	}
+	return m
+}
+
+func TestWelcome(t *testing.T) {
+	h, _ := newHub(t, Config{NodeID: "n1", PingInterval: 7 * time.Second})
+	c, ft := connect(t, h)
+	m := jsonOf(t, ft.received(t)[0])
+	want := map[string]any{"op": "welcome", "version": 1.0, "client": c.ID(), "node": "n1", "ping_interval_ms": 7000.0}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("welcome[%s] = %v, want %v", k, m[k], v)
+		}
+	}
+}
+
+func TestRequests(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		frames []string
+		want   []string // replies, in order
+	}{
+		{"ping", []string{`{"id":1,"op":"ping"}`}, []string{`{"id":1,"ok":true}`}},
+		{"not json", []string{`hello`}, []string{`{"id":0,"ok":false,"error":{"code":"bad_request","message":"a request must be a JSON object"}}`}},
+		{"unknown op", []string{`{"id":2,"op":"dance"}`}, []string{`{"id":2,"ok":false,"error":{"code":"bad_request","message":"unknown op \"dance\""}}`}},
+		{"bad channel", []string{`{"id":3,"op":"subscribe","channel":"a b"}`}, []string{`{"id":3,"ok":false,"error":{"code":"bad_request","message":"channel name may only use A-Z a-z 0-9 _ - = @ , . ; :"}}`}},
+		{"subscribe twice", []string{`{"id":1,"op":"subscribe","channel":"a"}`, `{"id":2,"op":"subscribe","channel":"a"}`},
+			[]string{`{"id":1,"ok":true}`, `{"id":2,"ok":false,"error":{"code":"bad_request","message":"already subscribed to a"}}`}},
+		{"unsubscribe unknown", []string{`{"id":4,"op":"unsubscribe","channel":"a"}`},
+			[]string{`{"id":4,"ok":false,"error":{"code":"not_found","message":"not subscribed to a"}}`}},
+		{"too many", []string{`{"id":1,"op":"subscribe","channel":"a"}`, `{"id":2,"op":"subscribe","channel":"b"}`, `{"id":3,"op":"subscribe","channel":"c"}`},
+			[]string{`{"id":1,"ok":true}`, `{"id":2,"ok":true}`, `{"id":3,"ok":false,"error":{"code":"limit_exceeded","message":"too many subscriptions on this connection"}}`}},
+		{"publish without data", []string{`{"id":5,"op":"publish","channel":"a"}`},
+			[]string{`{"id":5,"ok":false,"error":{"code":"bad_request","message":"data is missing"}}`}},
+		{"publish", []string{`{"id":6,"op":"publish","channel":"a","data":{"x":1}}`}, []string{`{"id":6,"ok":true}`}},
+		{"history off", []string{`{"id":7,"op":"history","channel":"a"}`},
+			[]string{`{"id":7,"ok":false,"error":{"code":"forbidden","message":"history is not enabled for channel a"}}`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h, _ := newHub(t, Config{MaxSubscriptions: 2})
+			c, ft := connect(t, h)
+			for _, f := range tc.frames {
+				c.HandleFrame([]byte(f))
+			}
+			got := ft.waitFrames(t, 1+len(tc.want))[1:]
+			for i, w := range tc.want {
+				if string(got[i].payload) != w {
+					t.Errorf("reply %d = %s, want %s", i, got[i].payload, w)
+				}
+			}
+		})
+	}
+}
+
+// TestFanoutSharesFrame checks that one message is encoded once: every
+// subscriber of a dialect gets the very same bytes.
+func TestFanoutSharesFrame(t *testing.T) {
+	h, _ := newHub(t, Config{})
+	var fts []*fakeTransport
+	for i := range 3 {
+		c, ft := connect(t, h)
+		c.HandleFrame(fmt.Appendf(nil, `{"id":%d,"op":"subscribe","channel":"room"}`, i+1))
+		ft.waitFrames(t, 2)
+		fts = append(fts, ft)
+	}
+	if _, err := h.Publish(context.Background(), "room", []byte(`{"text":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var first *byte
+	for i, ft := range fts {
+		ft.waitFrames(t, 3)
+		ft.mu.Lock()
+		b := ft.frames[2]
+		ft.mu.Unlock()
+		if got := string(decodeFrame(t, b).payload); got != `{"op":"message","channel":"room","data":{"text":"hi"}}` {
+			t.Fatalf("subscriber %d got %s", i, got)
+		}
+		if first == nil {
+			first = &b[0]
+		} else if &b[0] != first {
+			t.Errorf("subscriber %d got its own copy of the frame", i)
+		}
+	}
+}
+
+// TestWriterCoalesces checks that frames queued while a write is in flight
+// go out together in the next write.
+func TestWriterCoalesces(t *testing.T) {
+	h, _ := newHub(t, Config{})
+	c, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := newFake()
+	ft.gate = make(chan struct{})
+	c.Attach(ft)
+	c.enqueue(textFrame([]byte("first")))
+	// Wait until the writer has taken the first frame and waits in
+	// WriteFrames; then queue 10 more.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		taken := len(c.queue) == 0
+		c.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first frame")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 10 {
+		c.enqueue(textFrame(fmt.Appendf(nil, "m%d", i)))
+	}
+	ft.gate <- struct{}{}
+	ft.gate <- struct{}{}
+	fs := ft.waitFrames(t, 11)
+	ft.mu.Lock()
+	writes := ft.writes
+	ft.mu.Unlock()
+	if writes != 2 {
+		t.Errorf("11 frames took %d writes, want 2", writes)
+	}
+	if string(fs[10].payload) != "m9" {
+		t.Errorf("last frame %q, want m9", fs[10].payload)
+	}
+	c.Close(1000, "")
+	go func() { ft.gate <- struct{}{} }()
+	c.Finish()
+}
+
+// TestSlowConsumer checks that a client whose queue overflows is closed
+// with 4008, counted, and that others still get their messages.
+func TestSlowConsumer(t *testing.T) {
+	h, _ := newHub(t, Config{SendQueueBytes: 4096})
+	slow, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := newFake()
+	stuck.gate = make(chan struct{})
+	slow.Attach(stuck)
+	slow.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	_, fast := connect(t, h)
+	fastC := h.snapshotClient(t, fast)
+	fastC.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	fast.waitFrames(t, 2)
+
+	data := []byte(`"` + string(make400()) + `"`)
+	for i := range 30 {
+		if _, err := h.Publish(context.Background(), "c", data); err != nil {
+			t.Fatal(err)
+		}
+		// The reading client keeps up; only the stuck one falls behind.
+		fast.waitFrames(t, 2+i+1)
+	}
+	if n := h.Stats().SlowConsumers.Load(); n != 1 {
+		t.Fatalf("slow consumers = %d, want 1", n)
+	}
+	fast.waitFrames(t, 2+30)
+	// Let the stuck writer finish its write: the close frame is next.
+	stuck.gate <- struct{}{}
+	stuck.gate <- struct{}{}
+	fs := stuck.waitFrames(t, 2)
+	last := fs[len(fs)-1]
+	if last.op != opClose || binary.BigEndian.Uint16(last.payload) != 4008 {
+		t.Fatalf("last frame to the slow client: op %x %q, want close 4008", last.op, last.payload)
+	}
+	slow.Finish()
+}
+
+func make400() []byte {
+	b := make([]byte, 400)
+	for i := range b {
+		b[i] = 'x'
+	}
+	return b
+}
+
+// snapshotClient finds the client writing to ft.
+func (h *Hub) snapshotClient(t testing.TB, ft *fakeTransport) *Client {
+	t.Helper()
+	for _, c := range h.snapshot() {
+		c.mu.Lock()
+		tr := c.t
+		c.mu.Unlock()
+		if tr == Transport(ft) {
+			return c
+		}
+	}
+	t.Fatal("no client for transport")
+	return nil
+}
+
+// TestOrderAroundSubscribe publishes concurrently with subscribe and
+// unsubscribe: no message arrives before the subscribe reply or after the
+// unsubscribe reply.
+func TestOrderAroundSubscribe(t *testing.T) {
+	h, _ := newHub(t, Config{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_, _ = h.Publish(context.Background(), "busy", []byte(`1`))
+			}
+		}
+	}()
+	for round := range 20 {
+		c, ft := connect(t, h)
+		c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"busy"}`))
+		ft.waitFrames(t, 4)
+		c.HandleFrame([]byte(`{"id":2,"op":"unsubscribe","channel":"busy"}`))
+		// Anything published after this point must not reach c.
+		fs := ft.received(t)
+		var seenSub, seenUnsub bool
+		for _, f := range fs[1:] {
+			m := jsonOf(t, f)
+			switch {
+			case m["id"] == 1.0:
+				seenSub = true
+			case m["id"] == 2.0:
+				seenUnsub = true
+			case m["op"] == "message":
+				if !seenSub || seenUnsub {
+					t.Fatalf("round %d: message outside the subscription: %s", round, f.payload)
+				}
+			}
+		}
+		if !seenSub {
+			t.Fatalf("round %d: no subscribe reply", round)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestBrokerSubscriptionPerChannel checks one broker subscription per
+// channel, whatever the number of local clients, released after the delay.
+func TestBrokerSubscriptionPerChannel(t *testing.T) {
+	h, b := newHub(t, Config{UnsubscribeDelay: 50 * time.Millisecond})
+	var clients []*Client
+	for i := range 5 {
+		c, ft := connect(t, h)
+		c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"shared"}`))
+		ft.waitFrames(t, 2)
+		clients = append(clients, c)
+		_ = i
+	}
+	if n := b.subs.Load(); n != 1 {
+		t.Fatalf("broker subscriptions = %d, want 1", n)
+	}
+	for _, c := range clients {
+		c.HandleFrame([]byte(`{"id":2,"op":"unsubscribe","channel":"shared"}`))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.unsubs.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("broker never unsubscribed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.Channels(); len(got) != 0 {
+		t.Errorf("channels after release: %v", got)
+	}
+}
+
+// TestShutdownClosesClients checks the close codes of a shutdown.
+func TestShutdownClosesClients(t *testing.T) {
+	b := memory.New(memory.Config{})
+	h, err := New(Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	type conn struct {
+		c  *Client
+		ft *fakeTransport
+		d  Dialect
+	}
+	var conns []conn
+	for i := range 20 {
+		d := Native
+		if i%2 == 1 {
+			d = Raw
+		}
+		c, err := h.NewClient(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft := newFake()
+		c.Attach(ft)
+		conns = append(conns, conn{c, ft, d})
+		// Each client's reader ends when its socket closes.
+		go func() {
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				ft.mu.Lock()
+				closed := ft.closed
+				ft.mu.Unlock()
+				if closed {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			c.Finish()
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := h.NewClient(Native); err != ErrClosing {
+		t.Errorf("NewClient after shutdown: %v, want ErrClosing", err)
+	}
+	for i, cn := range conns {
+		fs := cn.ft.received(t)
+		want := uint16(1012)
+		if cn.d == Raw {
+			want = 1001
+		}
+		if len(fs) == 0 || fs[len(fs)-1].op != opClose || binary.BigEndian.Uint16(fs[len(fs)-1].payload) != want {
+			t.Errorf("client %d (%s): last frames %q, want close %d", i, cn.d, fs, want)
+		}
+	}
+	if _, err := b.Publish(context.Background(), "x", []byte("1"), broker.PublishOptions{}); err == nil {
+		t.Error("broker still open after shutdown")
+	}
+}

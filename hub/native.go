@@ -1,0 +1,208 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// ProtocolVersion is the native protocol version sent in the welcome frame.
+const ProtocolVersion = 1
+
+// Welcome queues the native welcome frame; the transport calls it before
+// Attach.
+func (c *Client) Welcome() {
+	b := protocol.AppendWelcome(frameBuf(128), ProtocolVersion, c.id, c.hub.cfg.NodeID, c.hub.cfg.PingInterval.Milliseconds())
+	c.enqueue(finishFrame(b, opText))
+}
+
+// HandleFrame handles one complete text frame read from the client: a
+// native request, or a raw message to publish. It returns when the request
+// is answered, so replies keep the order of requests.
+func (c *Client) HandleFrame(payload []byte) {
+	if c.dialect == Raw {
+		c.handleRaw(payload)
+		return
+	}
+	req, perr := protocol.DecodeRequest(payload)
+	if perr != nil {
+		c.replyError(req.ID, perr)
+		return
+	}
+	switch req.Op {
+	case protocol.OpPing:
+		c.replyOK(req.ID)
+	case protocol.OpPublish:
+		c.handlePublish(req)
+	case protocol.OpSubscribe:
+		c.handleSubscribe(req)
+	case protocol.OpUnsubscribe:
+		c.handleUnsubscribe(req)
+	case protocol.OpHistory, protocol.OpPresence:
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, req.Op+" is not enabled for channel "+req.Channel))
+	}
+}
+
+// HandleBinary answers a binary frame on a native connection; the native
+// dialect is text only.
+func (c *Client) HandleBinary() {
+	c.replyError(0, protocol.Errorf(protocol.CodeBadRequest, "binary frames are not supported; send JSON in text frames"))
+}
+
+func (c *Client) handlePublish(req protocol.Request) {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	pos, err := c.hub.Publish(ctx, req.Channel, req.Data)
+	if err != nil {
+		c.replyError(req.ID, brokerError(err))
+		return
+	}
+	c.reply(protocol.AppendPositionReply(c.replyStart(), req.ID, wirePosition(pos), nil))
+}
+
+func (c *Client) handleSubscribe(req protocol.Request) {
+	if _, ok := c.subs[req.Channel]; ok {
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeBadRequest, "already subscribed to "+req.Channel))
+		return
+	}
+	if len(c.subs) >= c.hub.cfg.MaxSubscriptions {
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeLimitExceeded, "too many subscriptions on this connection"))
+		return
+	}
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	reply := finishFrame(protocol.AppendOK(frameBuf(32), req.ID), opText)
+	if err := c.hub.subscribe(ctx, c, req.Channel, reply); err != nil {
+		c.replyError(req.ID, brokerError(err))
+		return
+	}
+	if c.subs == nil {
+		c.subs = make(map[string]struct{})
+	}
+	c.subs[req.Channel] = struct{}{}
+}
+
+func (c *Client) handleUnsubscribe(req protocol.Request) {
+	if _, ok := c.subs[req.Channel]; !ok {
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeNotFound, "not subscribed to "+req.Channel))
+		return
+	}
+	delete(c.subs, req.Channel)
+	c.hub.unsubscribe(c, req.Channel, finishFrame(protocol.AppendOK(frameBuf(32), req.ID), opText))
+}
+
+// SubscribeRaw subscribes a raw client to its one channel. The transport
+// calls it before it completes the WebSocket upgrade, so the connection
+// receives every message published after it opened.
+func (c *Client) SubscribeRaw(ctx context.Context, channel string) error {
+	if err := c.hub.subscribe(ctx, c, channel, nil); err != nil {
+		return err
+	}
+	c.rawChannel = channel
+	return nil
+}
+
+// handleRaw publishes a raw text frame, byte for byte, as a JSON string.
+// A frame that cannot be published is counted and logged (at most once a
+// second): the raw dialect has no replies.
+func (c *Client) handleRaw(text []byte) {
+	data := protocol.AppendString(make([]byte, 0, len(text)+2), string(text))
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	if _, err := c.hub.Publish(ctx, c.rawChannel, data); err != nil {
+		c.hub.stats.RawPublishDropped.Add(1)
+		c.hub.warnRawDrop(c.rawChannel, err)
+	}
+}
+
+func (c *Client) replyStart() []byte { return frameBuf(64) }
+
+func (c *Client) reply(b []byte) { c.enqueue(finishFrame(b, opText)) }
+
+func (c *Client) replyOK(id uint64) { c.reply(protocol.AppendOK(c.replyStart(), id)) }
+
+func (c *Client) replyError(id uint64, e *protocol.Error) {
+	c.reply(protocol.AppendError(c.replyStart(), id, e))
+}
+
+// brokerError maps an error from the hub or the broker to the error a
+// client is told; nothing internal leaks into the message.
+func brokerError(err error) *protocol.Error {
+	var perr *protocol.Error
+	switch {
+	case errors.As(err, &perr):
+		return perr
+	case errors.Is(err, broker.ErrUnavailable), errors.Is(err, broker.ErrClosed),
+		errors.Is(err, context.DeadlineExceeded):
+		return protocol.Errorf(protocol.CodeUnavailable, "the message broker cannot be reached; try again")
+	case errors.Is(err, ErrClosing):
+		return protocol.Errorf(protocol.CodeUnavailable, "the server is shutting down")
+	default:
+		return protocol.Errorf(protocol.CodeInternal, "internal error")
+	}
+}
+
+// ErrorOf returns the protocol error a client or an HTTP caller is told for
+// err.
+func ErrorOf(err error) *protocol.Error { return brokerError(err) }
+
+func wirePosition(p broker.Position) protocol.Position {
+	return protocol.Position{Epoch: p.Epoch, Offset: p.Offset}
+}
+
+// nativeMessageFrame encodes a message event frame.
+func nativeMessageFrame(m broker.Message) []byte {
+	b := frameBuf(len(m.Data) + len(m.Channel) + 64)
+	b = protocol.AppendMessage(b, m.Channel, m.Data, wirePosition(m.Pos))
+	return finishFrame(b, opText)
+}
+
+// rawMessageFrame encodes the text frame a raw client receives: a JSON
+// string's text, or any other JSON value as its JSON text.
+func rawMessageFrame(data []byte) []byte {
+	if text, ok := unquote(data); ok {
+		return textFrame(text)
+	}
+	return textFrame(data)
+}
+
+// unquote returns the text of a JSON string value. ok is false when data
+// is not a JSON string.
+func unquote(data []byte) ([]byte, bool) {
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
+		return nil, false
+	}
+	inner := data[1 : len(data)-1]
+	simple := true
+	for _, b := range inner {
+		if b == '\\' || b == '"' || b < 0x20 {
+			simple = false
+			break
+		}
+	}
+	if simple && utf8.Valid(inner) {
+		return inner, true
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, false
+	}
+	return []byte(s), true
+}
+
+// Pong answers a client's ping with a pong carrying the same payload.
+func (c *Client) Pong(payload []byte) {
+	c.enqueue(controlFrame(opPong, payload))
+}
+
+// Closed reports whether the client is closing or closed: frames it sends
+// from then on are ignored.
+func (c *Client) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}

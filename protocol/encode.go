@@ -1,0 +1,122 @@
+package protocol
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// AppendWelcome appends the welcome frame a native connection starts with.
+func AppendWelcome(b []byte, version int, client, node string, pingIntervalMs int64) []byte {
+	b = append(b, `{"op":"welcome","version":`...)
+	b = strconv.AppendInt(b, int64(version), 10)
+	b = append(b, `,"client":`...)
+	b = AppendString(b, client)
+	b = append(b, `,"node":`...)
+	b = AppendString(b, node)
+	b = append(b, `,"ping_interval_ms":`...)
+	b = strconv.AppendInt(b, pingIntervalMs, 10)
+	return append(b, '}')
+}
+
+// AppendOK appends the reply {"id":N,"ok":true}.
+func AppendOK(b []byte, id uint64) []byte {
+	b = appendReplyStart(b, id)
+	return append(b, '}')
+}
+
+// AppendPositionReply appends a successful reply that carries a channel
+// position (subscribe, publish). A zero pos (a channel without history)
+// writes no position; recovered, when not nil, adds "recovered".
+func AppendPositionReply(b []byte, id uint64, pos Position, recovered *bool) []byte {
+	b = appendReplyStart(b, id)
+	if pos.Epoch != "" {
+		b = appendPosition(b, pos)
+	}
+	if recovered != nil {
+		b = append(b, `,"recovered":`...)
+		b = strconv.AppendBool(b, *recovered)
+	}
+	return append(b, '}')
+}
+
+// AppendError appends a failed reply to request id.
+func AppendError(b []byte, id uint64, e *Error) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"ok":false,"error":{"code":`...)
+	b = AppendString(b, string(e.Code))
+	b = append(b, `,"message":`...)
+	b = AppendString(b, e.Message)
+	return append(b, `}}`...)
+}
+
+// AppendMessage appends a message event. data must be one valid JSON value;
+// a zero pos writes no position.
+func AppendMessage(b []byte, channel string, data []byte, pos Position) []byte {
+	b = append(b, `{"op":"message","channel":`...)
+	b = AppendString(b, channel)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	if pos.Epoch != "" {
+		b = appendPosition(b, pos)
+	}
+	return append(b, '}')
+}
+
+func appendReplyStart(b []byte, id uint64) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	return append(b, `,"ok":true`...)
+}
+
+func appendPosition(b []byte, pos Position) []byte {
+	b = append(b, `,"epoch":`...)
+	b = AppendString(b, pos.Epoch)
+	b = append(b, `,"offset":`...)
+	return strconv.AppendUint(b, pos.Offset, 10)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does; '<', '>' and '&' are left as they are.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,169 @@
+// Package server assembles a complete switchboard node: the hub on a broker,
+// the WebSocket transport for the raw and native dialects, the HTTP API and
+// the demo page, behind one http.Handler. The switchboard binary is a thin
+// layer over it, and Go programs can embed a node with it.
+//
+// Routes: GET /ws (native), GET /raw/{channel} (raw), GET / (the demo page,
+// or a raw connection on the default channel when it is a WebSocket
+// upgrade), /api/*, /healthz, /readyz, /metrics, and Config.Page for the
+// rest.
+//
+// A Server is safe for concurrent use. It owns the hub, which owns the
+// broker: Shutdown closes both.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/httpapi"
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/transport"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// Broker shares messages with other nodes. Default: a memory broker
+	// (one node).
+	Broker broker.Broker
+	// NodeID names the node. Default: random.
+	NodeID string
+	// Logger receives the server's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// AllowedOrigins lists the browser origins allowed to connect; see
+	// transport.OriginPolicy for what an empty list allows.
+	AllowedOrigins []string
+	// APIKey protects /api/* when set.
+	APIKey string
+	// RawChannel is the channel of raw connections on "/". Default
+	// "chat_messages", the seed's.
+	RawChannel string
+	// MaxMessageBytes is the largest message a client may send. Default
+	// 65536.
+	MaxMessageBytes int
+	// MaxSubscriptions per connection. Default 128.
+	MaxSubscriptions int
+	// SendQueueBytes bounds each connection's send queue. Default 1 MiB.
+	SendQueueBytes int
+	// PingInterval between server pings. Default 25s.
+	PingInterval time.Duration
+	// Page serves every path the server does not route itself: the demo
+	// page and its files. Default: 404 for those paths.
+	Page http.Handler
+	// UnsubscribeDelay keeps a channel's broker subscription after its
+	// last local client left. Default 2s.
+	UnsubscribeDelay time.Duration
+}
+
+// Server is one switchboard node.
+type Server struct {
+	cfg   Config
+	hub   *hub.Hub
+	ws    *transport.Server
+	api   *httpapi.Handler
+	web   http.Handler
+	log   *slog.Logger
+	httpS *http.Server
+}
+
+// New returns a Server; call Start before serving.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RawChannel == "" {
+		cfg.RawChannel = "chat_messages"
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 65536
+	}
+	if cfg.Page == nil {
+		cfg.Page = http.NotFoundHandler()
+	}
+	if cfg.Broker == nil {
+		cfg.Broker = memory.New(memory.Config{})
+	}
+	h, err := hub.New(hub.Config{
+		Broker:           cfg.Broker,
+		NodeID:           cfg.NodeID,
+		Logger:           cfg.Logger,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		SendQueueBytes:   cfg.SendQueueBytes,
+		PingInterval:     cfg.PingInterval,
+		UnsubscribeDelay: cfg.UnsubscribeDelay,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg,
+		hub: h,
+		ws: transport.New(transport.Config{
+			Hub:             h,
+			MaxMessageBytes: cfg.MaxMessageBytes,
+			Origins:         transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
+			Logger:          cfg.Logger,
+		}),
+		api: httpapi.New(httpapi.Config{Hub: h, APIKey: cfg.APIKey, MaxMessageBytes: cfg.MaxMessageBytes}),
+		web: cfg.Page,
+		log: cfg.Logger,
+	}
+	s.httpS = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Hub returns the server's hub.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Start starts the hub and its broker.
+func (s *Server) Start(ctx context.Context) error { return s.hub.Start(ctx) }
+
+// Serve accepts connections on ln until Shutdown; it then returns nil.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.httpS.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/ws":
+		s.ws.ServeNative(w, r)
+	case strings.HasPrefix(p, "/raw/"):
+		s.ws.ServeRaw(w, r, strings.TrimPrefix(p, "/raw/"))
+	case p == "/" && transport.IsUpgrade(r):
+		s.ws.ServeRaw(w, r, s.cfg.RawChannel)
+	case strings.HasPrefix(p, "/api/"), p == "/healthz", p == "/readyz", p == "/metrics":
+		s.api.ServeHTTP(w, r)
+	default:
+		s.web.ServeHTTP(w, r)
+	}
+}
+
+// Shutdown stops the node within ctx: it stops accepting connections, asks
+// every client to move to another instance (spread over half the time ctx
+// leaves), closes what remains when ctx is done, and closes the broker.
+func (s *Server) Shutdown(ctx context.Context) error {
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.httpS.Shutdown(ctx) }()
+	err := s.hub.Shutdown(ctx)
+	if herr := <-httpDone; herr != nil && err == nil {
+		err = herr
+	}
+	return err
+}

@@ -1,0 +1,315 @@
+// The Switchboard demo chat. It speaks the native dialect through
+// switchboard.js: one channel per room, "chat:<room>", message data
+// {"nick": ..., "text": ..., "ts": <ms since epoch>}. Plain JSON-string
+// messages (from raw clients) are shown with the nick "raw".
+(function () {
+  'use strict';
+
+  var DEFAULT_ROOMS = ['lobby', 'random', 'help'];
+  var HISTORY_LIMIT = 50;
+  var NICK_KEY = 'switchboard.nick';
+  var ROOMS_KEY = 'switchboard.rooms';
+
+  var $ = function (id) { return document.getElementById(id); };
+  var els = {
+    nick: $('nick'),
+    status: $('status'),
+    statusText: $('status-text'),
+    rooms: $('rooms'),
+    joinForm: $('join-form'),
+    joinName: $('join-name'),
+    joinError: $('join-error'),
+    roomTitle: $('room-title'),
+    roomChannel: $('room-channel'),
+    messages: $('messages'),
+    sendForm: $('send-form'),
+    text: $('text')
+  };
+
+  // --- storage (localStorage may be unavailable, e.g. in private modes) ---
+
+  function load(key) {
+    try { return window.localStorage.getItem(key); } catch (e) { return null; }
+  }
+  function save(key, value) {
+    try { window.localStorage.setItem(key, value); } catch (e) { /* not remembered */ }
+  }
+
+  // --- nickname ---
+
+  var nick = (load(NICK_KEY) || '').trim();
+  if (!nick) {
+    nick = 'guest-' + Math.floor(1000 + Math.random() * 9000);
+    save(NICK_KEY, nick);
+  }
+  els.nick.value = nick;
+  function updateNick() {
+    var v = els.nick.value.trim();
+    if (v) {
+      nick = v;
+      save(NICK_KEY, nick);
+    }
+  }
+  els.nick.addEventListener('input', updateNick);
+  els.nick.addEventListener('change', function () {
+    updateNick();
+    els.nick.value = nick;
+  });
+
+  // --- rooms ---
+
+  function channelOf(room) { return 'chat:' + room; }
+
+  function validRoom(room) {
+    return room.length > 0 && Switchboard.validChannel(channelOf(room));
+  }
+
+  var rooms = DEFAULT_ROOMS.slice();
+  try {
+    var saved = JSON.parse(load(ROOMS_KEY) || '[]');
+    if (Array.isArray(saved)) {
+      saved.forEach(function (r) {
+        if (typeof r === 'string' && validRoom(r) && rooms.indexOf(r) < 0) rooms.push(r);
+      });
+    }
+  } catch (e) { /* ignore a broken list */ }
+
+  function roomFromHash() {
+    var r = decodeURIComponent((location.hash || '').replace(/^#/, ''));
+    return validRoom(r) ? r : null;
+  }
+
+  function renderRooms() {
+    els.rooms.textContent = '';
+    rooms.forEach(function (r) {
+      var li = document.createElement('li');
+      var b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'room' + (r === current ? ' active' : '');
+      b.textContent = '# ' + r;
+      b.dataset.room = r;
+      b.addEventListener('click', function () { switchRoom(r); });
+      li.appendChild(b);
+      els.rooms.appendChild(li);
+    });
+  }
+
+  els.joinForm.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var r = els.joinName.value.trim().replace(/^#/, '');
+    if (!validRoom(r)) {
+      els.joinError.textContent = 'A room name is letters, digits and _ - = @ , . ; : only.';
+      els.joinError.hidden = false;
+      return;
+    }
+    els.joinError.hidden = true;
+    els.joinName.value = '';
+    if (rooms.indexOf(r) < 0) {
+      rooms.push(r);
+      save(ROOMS_KEY, JSON.stringify(rooms.filter(function (x) { return DEFAULT_ROOMS.indexOf(x) < 0; })));
+    }
+    switchRoom(r);
+  });
+
+  // --- messages ---
+
+  function pad(n) { return (n < 10 ? '0' : '') + n; }
+  function clock(d) { return pad(d.getHours()) + ':' + pad(d.getMinutes()); }
+
+  // normalize turns any message data into {nick, text, ts}.
+  function normalize(data) {
+    if (typeof data === 'string') return { nick: 'raw', text: data, ts: null, raw: true };
+    if (data && typeof data === 'object' && !Array.isArray(data)) {
+      var text = typeof data.text === 'string' ? data.text : JSON.stringify(data);
+      var n = typeof data.nick === 'string' && data.nick ? data.nick : 'anonymous';
+      var ts = typeof data.ts === 'number' ? data.ts : null;
+      return { nick: n, text: text, ts: ts, raw: false };
+    }
+    return { nick: 'raw', text: JSON.stringify(data), ts: null, raw: true };
+  }
+
+  function nearBottom() {
+    var m = els.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+
+  function scrollDown() { els.messages.scrollTop = els.messages.scrollHeight; }
+
+  function clearEmpty() {
+    var e = els.messages.querySelector('.empty');
+    if (e) e.remove();
+  }
+
+  function showEmpty() {
+    if (els.messages.children.length) return;
+    var li = document.createElement('li');
+    li.className = 'empty';
+    li.textContent = 'No messages yet. Say hi!';
+    els.messages.appendChild(li);
+  }
+
+  function addMessage(data) {
+    var m = normalize(data);
+    var stick = nearBottom();
+    clearEmpty();
+    var li = document.createElement('li');
+    li.className = 'msg' + (m.raw ? ' raw' : '') + (!m.raw && m.nick === nick ? ' mine' : '');
+    var head = document.createElement('div');
+    head.className = 'meta';
+    var who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = m.nick;
+    var when = document.createElement('time');
+    var d = m.ts ? new Date(m.ts) : new Date();
+    when.dateTime = d.toISOString();
+    when.textContent = clock(d);
+    head.appendChild(who);
+    head.appendChild(when);
+    var body = document.createElement('div');
+    body.className = 'text';
+    body.textContent = m.text;
+    li.appendChild(head);
+    li.appendChild(body);
+    els.messages.appendChild(li);
+    if (stick) scrollDown();
+  }
+
+  function addNote(text) {
+    var stick = nearBottom();
+    clearEmpty();
+    var li = document.createElement('li');
+    li.className = 'note';
+    li.textContent = text;
+    els.messages.appendChild(li);
+    if (stick) scrollDown();
+  }
+
+  // --- connection ---
+
+  var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  var client = new Switchboard.Client(proto + location.host + '/ws');
+  var everConnected = false;
+
+  function setStatus(state) {
+    var label = {
+      connecting: 'connecting…',
+      connected: 'connected',
+      reconnecting: 'reconnecting…',
+      disconnected: 'offline',
+      closed: 'offline'
+    }[state] || state;
+    els.status.className = 'status status-' + state;
+    els.statusText.textContent = label;
+    els.status.dataset.state = state;
+  }
+
+  client.on('state', function (state) { setStatus(state); });
+  client.on('connected', function () {
+    if (everConnected) addNote('Reconnected.');
+    everConnected = true;
+  });
+  client.on('disconnected', function (ev) {
+    if (ev.willReconnect) addNote('Connection lost. Reconnecting…');
+    else addNote('Disconnected (' + ev.code + (ev.reason ? ': ' + ev.reason : '') + ').');
+  });
+  client.on('error', function (err) {
+    if (window.console) console.warn('switchboard:', err);
+  });
+
+  // --- the current room ---
+
+  var current = null;
+  var sub = null;
+  var roomSeq = 0; // bumped on every switch, so late answers for an old room are ignored
+
+  // loadRoom shows the room's history, then the live messages that arrived
+  // meanwhile (skipping those the history already holds).
+  function loadRoom(s, seq) {
+    var buffer = [];
+    var loading = true;
+    s.off('message');
+    s.on('message', function (data, meta) {
+      if (seq !== roomSeq) return;
+      if (loading) buffer.push({ data: data, meta: meta });
+      else addMessage(data);
+    });
+    s.history({ limit: HISTORY_LIMIT }).then(function (h) {
+      if (seq !== roomSeq) return;
+      els.messages.textContent = '';
+      h.messages.forEach(function (m) { addMessage(m.data); });
+      var upTo = typeof h.offset === 'number' ? h.offset : -1;
+      flush(function (b) { return !(b.meta.epoch === h.epoch && typeof b.meta.offset === 'number' && b.meta.offset <= upTo); });
+    }, function () {
+      // No history on this server or channel: start empty.
+      if (seq !== roomSeq) return;
+      flush(function () { return true; });
+    });
+    function flush(keep) {
+      loading = false;
+      buffer.filter(keep).forEach(function (b) { addMessage(b.data); });
+      buffer = [];
+      showEmpty();
+      scrollDown();
+    }
+  }
+
+  function switchRoom(room) {
+    if (room === current) return;
+    if (sub) sub.unsubscribe().catch(function () {});
+    current = room;
+    var seq = ++roomSeq;
+    if (location.hash !== '#' + room) history.replaceState(null, '', '#' + encodeURIComponent(room));
+    els.roomTitle.textContent = '# ' + room;
+    els.roomChannel.textContent = channelOf(room);
+    els.messages.textContent = '';
+    renderRooms();
+    sub = client.subscribe(channelOf(room), {
+      subscribed: function (info) {
+        if (seq !== roomSeq) return;
+        if (!info.resubscribed) loadRoom(sub, seq);
+      },
+      gap: function () {
+        // Messages were lost while offline: reload what history still has.
+        if (seq !== roomSeq) return;
+        addNote('Some messages were missed while offline; reloading.');
+        loadRoom(sub, seq);
+      },
+      error: function (err) {
+        if (seq !== roomSeq) return;
+        addNote('Could not join ' + channelOf(room) + ': ' + err.message);
+      }
+    });
+    // Until the subscription is live, keep early messages out of the list.
+    sub.on('message', function () {});
+    els.text.focus();
+  }
+
+  // --- sending ---
+
+  els.sendForm.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var text = els.text.value;
+    if (!text.trim() || !current) return;
+    updateNick();
+    els.text.value = '';
+    client.publish(channelOf(current), { nick: nick, text: text, ts: Date.now() }).catch(function (err) {
+      addNote('Not sent (' + (err.code || 'error') + '): ' + text);
+    });
+  });
+
+  window.addEventListener('hashchange', function () {
+    var r = roomFromHash();
+    if (r && r !== current) {
+      if (rooms.indexOf(r) < 0) rooms.push(r);
+      switchRoom(r);
+    }
+  });
+
+  // Expose the client for debugging and tests.
+  window.switchboardChat = { client: client, room: function () { return current; } };
+
+  var start = roomFromHash() || DEFAULT_ROOMS[0];
+  if (rooms.indexOf(start) < 0) rooms.push(start);
+  switchRoom(start);
+  client.connect().catch(function () {});
+})();
