@@ -15,6 +15,16 @@ type discardTransport struct{ frames atomic.Int64 }
 func (d *discardTransport) WriteFrames(f [][]byte) error { d.frames.Add(int64(len(f))); return nil }
 func (d *discardTransport) Close() error                 { return nil }
 
+// TryWriteFrames takes everything, so the writer pool serves the client.
+func (d *discardTransport) TryWriteFrames(f [][]byte) (int, error) {
+	n := 0
+	for _, b := range f {
+		n += len(b)
+	}
+	d.frames.Add(int64(len(f)))
+	return n, nil
+}
+
 // BenchmarkFanout measures HandleMessage, the hub's fan-out of one broker
 // message to N local subscribers: one frame encoding, then one queue append
 // (and writer wake-up) per subscriber. allocs/op must not grow with N.

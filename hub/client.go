@@ -25,6 +25,18 @@ func (d Dialect) String() string {
 	return "native"
 }
 
+// TryWriter is implemented by transports that can write without blocking
+// (a TCP socket through writev). Clients on such transports are flushed by
+// the hub's small pool of writer goroutines, so an idle or lightly loaded
+// connection has no goroutine of its own.
+type TryWriter interface {
+	// TryWriteFrames writes as much of frames as the connection takes
+	// at once, without waiting, and returns how many bytes it wrote. A
+	// short count with a nil error means the connection would block.
+	// Like WriteFrames, it may modify the slice but not the frames.
+	TryWriteFrames(frames [][]byte) (int, error)
+}
+
 // Transport is a client's connection as the hub sees it.
 type Transport interface {
 	// WriteFrames writes the encoded frames, in order, in as few system
@@ -49,13 +61,14 @@ type Client struct {
 	// mu guards the send queue and the fields below it.
 	mu      sync.Mutex
 	t       Transport // nil until Attach
+	tw      TryWriter // t, when it can write without blocking
 	queue   [][]byte  // frames waiting for the writer
 	spare   [][]byte  // the writer's emptied batch, kept for reuse
 	queued  int       // bytes queued or being written
-	writing bool      // a writer goroutine is running
+	writing bool      // a flush is scheduled or running (pool or goroutine)
 	closed  bool      // no more frames are accepted
 	killer  *time.Timer
-	writer  sync.WaitGroup
+	writer  sync.WaitGroup // counts the flush in progress, if any
 
 	// subs is owned by the reader goroutine.
 	subs map[string]struct{}
@@ -88,15 +101,11 @@ func (c *Client) Dialect() Dialect { return c.dialect }
 func (c *Client) Attach(t Transport) {
 	c.mu.Lock()
 	c.t = t
-	start := len(c.queue) > 0 && !c.writing
-	if start {
-		c.writing = true
-		c.writer.Add(1)
+	c.tw, _ = t.(TryWriter)
+	if len(c.queue) > 0 && !c.writing {
+		c.startFlushLocked()
 	}
 	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
 }
 
 // enqueue appends frame to the send queue and makes sure a writer runs. It
@@ -119,29 +128,150 @@ func (c *Client) enqueue(frame []byte) bool {
 	return true
 }
 
-// pushLocked queues frame and starts the writer if none runs.
+// pushLocked queues frame and schedules a flush if none is pending.
 // c.mu must be held.
 func (c *Client) pushLocked(frame []byte) {
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	if c.t != nil && !c.writing {
-		c.writing = true
-		c.writer.Add(1)
-		go c.writeLoop()
+		c.startFlushLocked()
 	}
 }
 
-// writeLoop writes everything queued, batch by batch, and exits when the
-// queue is empty. At most one runs per client; the client owns it and
-// Finish waits for it.
-func (c *Client) writeLoop() {
-	defer c.writer.Done()
-	var batch [][]byte
+// startFlushLocked schedules a flush: on the hub's writer pool when the
+// transport can write without blocking, else on a goroutine of the
+// client's own. c.mu must be held.
+func (c *Client) startFlushLocked() {
+	c.writing = true
+	c.writer.Add(1)
+	if c.tw != nil {
+		c.hub.writers.push(c)
+		return
+	}
+	go c.writeLoop(nil)
+}
+
+// flushNow is run by a writer of the hub's pool: it writes everything
+// queued without blocking. It returns true when more frames were queued
+// meanwhile (the client goes back to the end of the pool's queue). When the
+// socket cannot take everything, the rest is handed to a goroutine of the
+// client's own that may block (a slow reader must not hold a pool writer).
+func (c *Client) flushNow() (again bool) {
 	c.mu.Lock()
+	if len(c.queue) == 0 || c.tw == nil {
+		c.finishFlushLocked()
+		c.mu.Unlock()
+		return false
+	}
+	batch := c.takeLocked()
+	c.mu.Unlock()
+
+	total := 0
+	for _, f := range batch {
+		total += len(f)
+	}
+	frames := len(batch)
+	n, err := c.tw.TryWriteFrames(batch)
+	c.hub.stats.Writes.Add(1)
+	if err == nil && n < total {
+		rest := consume(batch, n)
+		c.mu.Lock()
+		c.queued -= n
+		c.mu.Unlock()
+		go c.writeLoop(rest)
+		return false
+	}
+	c.hub.stats.FramesWritten.Add(uint64(frames))
+	clear(batch)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queued -= total
+	c.keepSpareLocked(batch)
+	if err != nil {
+		c.brokenLocked()
+	}
+	if len(c.queue) == 0 {
+		c.finishFlushLocked()
+		return false
+	}
+	return true
+}
+
+// takeLocked takes the queued frames as one batch. c.mu must be held.
+func (c *Client) takeLocked() [][]byte {
+	batch := c.queue
+	c.queue, c.spare = c.spare[:0], nil
+	return batch
+}
+
+// keepSpareLocked keeps a written batch's array for the next one, unless
+// it grew large. c.mu must be held.
+func (c *Client) keepSpareLocked(batch [][]byte) {
+	if cap(batch) <= 64 {
+		c.spare = batch[:0]
+	}
+}
+
+// brokenLocked drops everything: the connection cannot be written to. The
+// reader sees the broken connection too and finishes the client.
+// c.mu must be held.
+func (c *Client) brokenLocked() {
+	c.closed = true
+	clear(c.queue)
+	c.queue = nil
+	c.queued = 0
+}
+
+// finishFlushLocked ends the flush in progress. c.mu must be held.
+func (c *Client) finishFlushLocked() {
+	c.writing = false
+	if cap(c.queue) > 64 {
+		c.queue = nil
+	}
+	c.writer.Done()
+}
+
+// consume drops the first n bytes of batch, which were written. It changes
+// batch's slice headers only, never the shared frame bytes.
+func consume(batch [][]byte, n int) [][]byte {
+	for len(batch) > 0 && n >= len(batch[0]) {
+		n -= len(batch[0])
+		batch[0] = nil
+		batch = batch[1:]
+	}
+	if len(batch) > 0 {
+		batch[0] = batch[0][n:]
+	}
+	return batch
+}
+
+// writeLoop writes with blocking writes: first rest (what a pool writer
+// could not write), then everything queued, batch by batch, until the queue
+// is empty. It runs on a goroutine of the client's own; the client's
+// writer WaitGroup counts it and Finish waits for it.
+func (c *Client) writeLoop(rest [][]byte) {
 	t := c.t
+	if rest != nil {
+		n := 0
+		for _, f := range rest {
+			n += len(f)
+		}
+		frames := len(rest)
+		err := t.WriteFrames(rest)
+		clear(rest)
+		c.hub.stats.Writes.Add(1)
+		c.hub.stats.FramesWritten.Add(uint64(frames))
+		c.mu.Lock()
+		c.queued -= n
+		if err != nil {
+			c.brokenLocked()
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for len(c.queue) > 0 {
-		batch, c.queue = c.queue, c.spare[:0]
-		c.spare = nil
+		batch := c.takeLocked()
 		c.mu.Unlock()
 
 		n := 0
@@ -156,23 +286,12 @@ func (c *Client) writeLoop() {
 
 		c.mu.Lock()
 		c.queued -= n
-		if cap(batch) <= 64 {
-			c.spare = batch[:0]
-		}
+		c.keepSpareLocked(batch)
 		if err != nil {
-			// The connection is broken: the reader will see it too and
-			// Finish the client. Nothing more can be written.
-			c.closed = true
-			c.queue = nil
-			c.queued = 0
-			break
+			c.brokenLocked()
 		}
 	}
-	c.writing = false
-	if cap(c.queue) > 64 {
-		c.queue = nil
-	}
-	c.mu.Unlock()
+	c.finishFlushLocked()
 }
 
 // Close closes the client with a close frame after whatever is already

@@ -99,6 +99,7 @@ type Hub struct {
 	stopOnce sync.Once
 	done     sync.WaitGroup // the pinger
 
+	writers     writerPool
 	stats       Stats
 	lastRawWarn atomic.Int64 // unix nanos of the last logged raw publish failure
 }
@@ -148,6 +149,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Start(ctx, h); err != nil {
 		return err
 	}
+	h.writers.start()
 	h.done.Add(1)
 	go h.pingLoop()
 	return nil
@@ -448,6 +450,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 	}
 	h.done.Wait()
+	h.writers.stop()
 	// The broker gets a moment of its own even when ctx is spent.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()

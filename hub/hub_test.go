@@ -521,3 +521,81 @@ func TestShutdownClosesClients(t *testing.T) {
 		t.Error("broker still open after shutdown")
 	}
 }
+
+// partialTransport is a fakeTransport that also writes without blocking,
+// but takes at most budget bytes per TryWriteFrames, like a socket whose
+// buffer fills up.
+type partialTransport struct {
+	*fakeTransport
+	budget  int
+	partial []byte // bytes of a frame cut by a short write
+	tries   atomic.Int64
+	cuts    atomic.Int64
+}
+
+func (p *partialTransport) TryWriteFrames(frames [][]byte) (int, error) {
+	p.tries.Add(1)
+	n := 0
+	var done [][]byte
+	for _, f := range frames {
+		if n+len(f) > p.budget {
+			cut := p.budget - n
+			p.partial = append([]byte(nil), f[:cut]...)
+			p.cuts.Add(1)
+			n += cut
+			break
+		}
+		done = append(done, f)
+		n += len(f)
+	}
+	if len(done) > 0 {
+		if err := p.fakeTransport.WriteFrames(done); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// WriteFrames (the blocking path after a short write) receives the rest of
+// the cut frame first: glue it back so frames can be checked whole.
+func (p *partialTransport) WriteFrames(frames [][]byte) error {
+	if p.partial != nil {
+		frames[0] = append(p.partial, frames[0]...)
+		p.partial = nil
+	}
+	return p.fakeTransport.WriteFrames(frames)
+}
+
+// TestShortWrites checks the writer pool's hand-off to a blocking writer
+// when a socket takes only part of a batch: every frame arrives, whole and
+// in order.
+func TestShortWrites(t *testing.T) {
+	h, _ := newHub(t, Config{})
+	c, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partialTransport{fakeTransport: newFake(), budget: 1000}
+	c.Attach(pt)
+	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	pt.waitFrames(t, 1)
+	for i := range 200 {
+		if _, err := h.Publish(context.Background(), "c", fmt.Appendf(nil, `{"seq":%d,"pad":"%0300d"}`, i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := pt.waitFrames(t, 201)
+	for i, f := range fs[1:] {
+		var m struct {
+			Data struct{ Seq int } `json:"data"`
+		}
+		if err := json.Unmarshal(f.payload, &m); err != nil || m.Data.Seq != i {
+			t.Fatalf("frame %d: %q (%v)", i, f.payload, err)
+		}
+	}
+	if pt.tries.Load() == 0 || pt.cuts.Load() == 0 {
+		t.Errorf("writer pool writes %d, short writes %d: want both", pt.tries.Load(), pt.cuts.Load())
+	}
+	c.Close(1000, "")
+	c.Finish()
+}

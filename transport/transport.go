@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -148,7 +149,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client) {
 		return
 	}
 	wc := &wsConn{conn: conn, writeTimeout: s.cfg.WriteTimeout}
-	c.Attach(wc)
+	if rc := rawConn(conn); rc != nil {
+		c.Attach(&rawWSConn{wsConn: wc, rc: rc})
+	} else {
+		c.Attach(wc)
+	}
 	var rd io.Reader = rw.Reader
 	if rw.Reader.Buffered() == 0 {
 		// Let the HTTP server's 4 KiB reader go; frames from clients are
@@ -271,6 +276,18 @@ func (t *wsConn) WriteFrames(frames [][]byte) error {
 	nb := net.Buffers(frames)
 	_, err := nb.WriteTo(t.conn)
 	return err
+}
+
+// rawWSConn is a wsConn on a plain socket: it can also write without
+// blocking, so the hub's writer pool serves it.
+type rawWSConn struct {
+	*wsConn
+	rc syscall.RawConn
+}
+
+// TryWriteFrames writes what the socket takes now with writev.
+func (t *rawWSConn) TryWriteFrames(frames [][]byte) (int, error) {
+	return tryWritev(t.rc, frames)
 }
 
 // Close closes the connection once.

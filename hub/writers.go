@@ -1,0 +1,110 @@
+package hub
+
+import (
+	"runtime"
+	"sync"
+)
+
+// writerPool is the hub's pool of writer goroutines. Clients with queued
+// frames wait in a FIFO of ready clients, each at most once (its writing
+// flag); a writer takes one, writes everything it has queued in one
+// non-blocking writev, and puts it back at the end if more arrived
+// meanwhile. The FIFO grows to the number of clients once and is then
+// reused, so scheduling a client allocates nothing.
+type writerPool struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	ring    []*Client // guarded by mu; a circular buffer
+	head    int       // guarded by mu; index of the oldest entry
+	n       int       // guarded by mu; number of entries
+	waiting int       // guarded by mu; writers blocked in pop
+	stopped bool      // guarded by mu
+	wg      sync.WaitGroup
+}
+
+// start starts one writer per CPU.
+func (p *writerPool) start() {
+	p.cond.L = &p.mu
+	n := max(runtime.GOMAXPROCS(0), 2)
+	p.wg.Add(n)
+	for range n {
+		go p.run()
+	}
+}
+
+// push schedules c. c.mu may be held: the pool's lock comes after it.
+func (p *writerPool) push(c *Client) {
+	p.mu.Lock()
+	if p.n == len(p.ring) {
+		p.grow()
+	}
+	p.ring[(p.head+p.n)%len(p.ring)] = c
+	p.n++
+	wake := p.waiting > 0
+	p.mu.Unlock()
+	if wake {
+		p.cond.Signal()
+	}
+}
+
+// grow doubles the ring. p.mu must be held.
+func (p *writerPool) grow() {
+	ring := make([]*Client, max(2*len(p.ring), 256))
+	for i := range p.n {
+		ring[i] = p.ring[(p.head+i)%len(p.ring)]
+	}
+	p.ring, p.head = ring, 0
+}
+
+// pop returns the next ready client, waiting for one; ok is false once the
+// pool is stopped.
+func (p *writerPool) pop() (c *Client, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.n == 0 && !p.stopped {
+		p.waiting++
+		p.cond.Wait()
+		p.waiting--
+	}
+	if p.stopped {
+		return nil, false
+	}
+	c = p.ring[p.head]
+	p.ring[p.head] = nil
+	p.head = (p.head + 1) % len(p.ring)
+	p.n--
+	return c, true
+}
+
+// run is one writer goroutine; the hub owns it and stop waits for it.
+func (p *writerPool) run() {
+	defer p.wg.Done()
+	for {
+		c, ok := p.pop()
+		if !ok {
+			return
+		}
+		if c.flushNow() {
+			p.push(c)
+		}
+	}
+}
+
+// stop ends the writers once they finish their current client. Clients
+// still waiting are dropped: by then their connections are closed.
+func (p *writerPool) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	for p.n > 0 {
+		c := p.ring[p.head]
+		p.ring[p.head] = nil
+		p.head = (p.head + 1) % len(p.ring)
+		p.n--
+		c.mu.Lock()
+		c.finishFlushLocked()
+		c.mu.Unlock()
+	}
+	p.mu.Unlock()
+	p.cond.Broadcast()
+	p.wg.Wait()
+}
