@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("POST /api/publish", h.auth(h.publish))
 	h.mux.HandleFunc("POST /api/broadcast", h.auth(h.broadcast))
 	h.mux.HandleFunc("GET /api/channels", h.auth(h.channels))
+	h.mux.HandleFunc("GET /api/history", h.auth(h.history))
 	h.mux.HandleFunc("/api/", h.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such API request: "+r.Method+" "+r.URL.Path))
 	}))
@@ -176,6 +178,40 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// history returns a channel's newest messages: ?channel=c&limit=N.
+func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
+	ch := r.URL.Query().Get("channel")
+	if perr := protocol.ChannelError(ch); perr != nil {
+		writeError(w, perr)
+		return
+	}
+	limit := -1
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, protocol.Errorf(protocol.CodeBadRequest, "limit must be a non-negative integer"))
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	res, err := h.cfg.Hub.History(ctx, ch, limit)
+	if err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	type message struct {
+		Offset uint64          `json:"offset"`
+		Data   json.RawMessage `json:"data"`
+	}
+	msgs := make([]message, len(res.Messages))
+	for i, m := range res.Messages {
+		msgs[i] = message{m.Pos.Offset, m.Data}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"epoch": res.Pos.Epoch, "offset": res.Pos.Offset, "messages": msgs})
 }
 
 // channels lists the channels with subscribers on this node.

@@ -40,7 +40,7 @@ func BenchmarkFanout(b *testing.B) {
 				}
 				ts[i] = &discardTransport{}
 				c.Attach(ts[i])
-				if err := h.subscribe(context.Background(), c, "bench", nil); err != nil {
+				if err := h.subscribe(context.Background(), c, "bench", nil, nil); err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { c.Close(1000, ""); c.Finish() })

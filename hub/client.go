@@ -74,8 +74,6 @@ type Client struct {
 	subs map[string]struct{}
 	// rawChannel is the raw dialect's channel; set before Attach.
 	rawChannel string
-	// replyBuf is the reader's scratch buffer for encoding replies.
-	replyBuf []byte
 }
 
 // NewClient registers a new client of the given dialect. It fails with

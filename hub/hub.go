@@ -44,6 +44,11 @@ type Config struct {
 	// RequestTimeout bounds each broker call made for a client request.
 	// Default 5s.
 	RequestTimeout time.Duration
+	// Default holds the options of the default namespace, and of every
+	// namespace without its own entry in Namespaces.
+	Default NamespaceOptions
+	// Namespaces holds the options of named namespaces.
+	Namespaces map[string]NamespaceOptions
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +103,7 @@ type Hub struct {
 	stop     chan struct{} // closed by Shutdown: stops the pinger
 	stopOnce sync.Once
 	done     sync.WaitGroup // the pinger
+	bg       sync.WaitGroup // gap fillers
 
 	writers     writerPool
 	stats       Stats
@@ -118,8 +124,24 @@ type channel struct {
 	// unsubTimer, guarded by the shard's mu, fires the delayed broker
 	// unsubscribe after the last subscriber left.
 	unsubTimer *time.Timer
+	// pending, guarded by the shard's mu, holds the clients joining the
+	// channel while its history is read, with the messages that arrived
+	// meanwhile.
+	pending map[*Client]*pending
+	// last, filling and held are the sequencer of a channel with history,
+	// guarded by the shard's mu: the position of the last message
+	// delivered, whether a gap is being filled from history, and the
+	// messages held back meanwhile.
+	last    broker.Position
+	filling bool
+	held    []broker.Message
 	// brokerSubscribed is guarded by the channel's stripe lock.
 	brokerSubscribed bool
+}
+
+// pending is a client joining a channel with history.
+type pending struct {
+	held []broker.Message
 }
 
 // New returns a Hub; it serves no client until Start.
@@ -189,12 +211,29 @@ func (h *Hub) subLock(ch string) *sync.Mutex {
 
 // HandleMessage is the broker.Handler of the hub: it queues m for every
 // local subscriber of its channel, encoding its frame once per dialect.
+// Messages with a position (channels with history) go through the
+// channel's sequencer first, which drops duplicates and fills gaps.
 func (h *Hub) HandleMessage(m broker.Message) {
 	sh := h.shard(m.Channel)
-	sh.mu.RLock()
-	ch := sh.channels[m.Channel]
-	if ch == nil || len(ch.subs) == 0 {
+	if m.Pos.IsZero() {
+		sh.mu.RLock()
+		if ch := sh.channels[m.Channel]; ch != nil {
+			h.deliverLocked(ch, m)
+		}
 		sh.mu.RUnlock()
+		return
+	}
+	sh.mu.Lock()
+	if ch := sh.channels[m.Channel]; ch != nil {
+		h.sequenceLocked(m.Channel, ch, m)
+	}
+	sh.mu.Unlock()
+}
+
+// deliverLocked queues m to every live subscriber of ch and buffers it for
+// those still recovering. The shard's lock must be held (read or write).
+func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
+	if len(ch.subs) == 0 && len(ch.pending) == 0 {
 		return
 	}
 	var native, raw []byte
@@ -216,16 +255,20 @@ func (h *Hub) HandleMessage(m broker.Message) {
 			delivered++
 		}
 	}
-	sh.mu.RUnlock()
+	for _, p := range ch.pending {
+		p.held = append(p.held, m)
+	}
 	h.stats.MessagesReceived.Add(1)
 	h.stats.MessagesDelivered.Add(delivered)
 }
 
-// Publish publishes data, one JSON value, to channel through the broker.
-// It returns the message's position (zero without history). Errors wrap
+// Publish publishes data, one JSON value, to channel through the broker,
+// with the history options of the channel's namespace. It returns the
+// message's position (zero without history). Errors wrap
 // broker.ErrUnavailable when the broker cannot be reached.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (broker.Position, error) {
-	pos, err := h.broker.Publish(ctx, channel, data, broker.PublishOptions{})
+	opts := h.options(channel)
+	pos, err := h.broker.Publish(ctx, channel, data, opts.publishOptions())
 	if err != nil {
 		h.stats.PublishErrors.Add(1)
 		return pos, err
@@ -234,11 +277,33 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (broker.
 	return pos, nil
 }
 
+// History returns the newest limit messages of channel, oldest first, and
+// its current position. A negative limit, or one over the namespace's
+// history size, means the whole history. It fails with forbidden when the
+// channel's namespace keeps no history.
+func (h *Hub) History(ctx context.Context, channel string, limit int) (broker.HistoryResult, error) {
+	opts := h.options(channel)
+	hist, ok := h.broker.(broker.Historian)
+	if opts.HistorySize <= 0 || !ok {
+		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel)
+	}
+	if limit < 0 || limit > opts.HistorySize {
+		limit = opts.HistorySize
+	}
+	return hist.History(ctx, channel, broker.HistoryRequest{Limit: limit}, opts.publishOptions())
+}
+
+// replyFunc builds a subscribe reply from the channel's position and, for
+// a subscribe with since, whether everything missed was recovered.
+type replyFunc func(pos broker.Position, recovered *bool) []byte
+
 // subscribe adds c to channel's subscribers, subscribing the broker first
-// when c is the channel's first local subscriber. reply, when not nil, is
-// queued to c in the same step, so no message of the channel reaches c
-// before it.
-func (h *Hub) subscribe(ctx context.Context, c *Client, name string, reply []byte) error {
+// when c is the channel's first local subscriber. The reply (when reply is
+// not nil) is queued to c in the same step, so no message of the channel
+// reaches c before it. On a channel with history, the reply carries the
+// channel's position, and with since the messages after since are queued
+// right after it, then the live ones, with no gap and no duplicate.
+func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *broker.Position, reply replyFunc) error {
 	if h.closing.Load() {
 		return ErrClosing
 	}
@@ -255,29 +320,98 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, reply []byt
 	sh.mu.Unlock()
 	if !ch.brokerSubscribed {
 		if err := h.broker.Subscribe(ctx, name); err != nil {
-			sh.mu.Lock()
-			if len(ch.subs) == 0 && ch.unsubTimer == nil {
-				delete(sh.channels, name)
-			}
-			sh.mu.Unlock()
+			h.dropIfUnused(sh, name, ch)
 			return err
 		}
 		ch.brokerSubscribed = true
 		h.stats.BrokerChannels.Add(1)
 	}
+	opts := h.options(name)
+	hist, _ := h.broker.(broker.Historian)
+	if opts.HistorySize <= 0 || hist == nil {
+		sh.mu.Lock()
+		h.addLocked(ch, c)
+		if reply != nil {
+			c.enqueue(reply(broker.Position{}, nil))
+		}
+		sh.mu.Unlock()
+		return nil
+	}
+
+	// Buffer the channel's live messages for c while its history is read.
+	p := &pending{}
 	sh.mu.Lock()
+	if ch.pending == nil {
+		ch.pending = make(map[*Client]*pending)
+	}
+	ch.pending[c] = p
+	sh.mu.Unlock()
+	res, err := hist.History(ctx, name, broker.HistoryRequest{Since: since, Limit: opts.HistorySize}, opts.publishOptions())
+
+	sh.mu.Lock()
+	delete(ch.pending, c)
+	if err != nil {
+		sh.mu.Unlock()
+		h.dropIfUnused(sh, name, ch)
+		return err
+	}
+	if ch.last.Epoch == "" && !ch.filling {
+		ch.last = res.Pos
+	}
+	var recovered *bool
+	if since != nil {
+		recovered = &res.Recovered
+	}
+	if reply != nil {
+		c.enqueue(reply(res.Pos, recovered))
+	}
+	if since != nil && res.Recovered {
+		for _, m := range res.Messages {
+			c.enqueue(frameFor(c.dialect, m))
+		}
+	}
+	for _, m := range p.held {
+		if m.Pos.Epoch == res.Pos.Epoch && m.Pos.Offset <= res.Pos.Offset {
+			continue // already in the history read, or before the reply's position
+		}
+		c.enqueue(frameFor(c.dialect, m))
+	}
+	h.addLocked(ch, c)
+	sh.mu.Unlock()
+	return nil
+}
+
+// addLocked makes c a live subscriber of ch. The shard's lock must be held.
+func (h *Hub) addLocked(ch *channel, c *Client) {
 	if ch.unsubTimer != nil {
 		ch.unsubTimer.Stop()
 		ch.unsubTimer = nil
 	}
 	ch.index[c] = len(ch.subs)
 	ch.subs = append(ch.subs, c)
-	if reply != nil {
-		c.enqueue(reply)
-	}
-	sh.mu.Unlock()
 	h.stats.Subscriptions.Add(1)
-	return nil
+}
+
+// dropIfUnused forgets a channel whose broker subscription failed or whose
+// only subscriber failed to join, unless someone else uses it.
+func (h *Hub) dropIfUnused(sh *shard, name string, ch *channel) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if len(ch.subs) == 0 && len(ch.pending) == 0 && ch.unsubTimer == nil {
+		if ch.brokerSubscribed {
+			ch.unsubTimer = time.AfterFunc(h.cfg.UnsubscribeDelay, func() { h.releaseChannel(name) })
+			return
+		}
+		delete(sh.channels, name)
+	}
+}
+
+// frameFor encodes m for one client of dialect d (recovery: not shared).
+func frameFor(d Dialect, m broker.Message) []byte {
+	if d == Raw {
+		return rawMessageFrame(m.Data)
+	}
+	return nativeMessageFrame(m)
 }
 
 // unsubscribe removes c from channel's subscribers; reply, when not nil, is
@@ -318,7 +452,7 @@ func (h *Hub) releaseChannel(name string) {
 	sh := h.shard(name)
 	sh.mu.Lock()
 	ch := sh.channels[name]
-	if ch == nil || len(ch.subs) > 0 {
+	if ch == nil || len(ch.subs) > 0 || len(ch.pending) > 0 {
 		sh.mu.Unlock()
 		return
 	}
@@ -450,6 +584,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		}
 	}
 	h.done.Wait()
+	h.bg.Wait()
 	h.writers.stop()
 	// The broker gets a moment of its own even when ctx is spent.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)

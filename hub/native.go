@@ -42,8 +42,10 @@ func (c *Client) HandleFrame(payload []byte) {
 		c.handleSubscribe(req)
 	case protocol.OpUnsubscribe:
 		c.handleUnsubscribe(req)
-	case protocol.OpHistory, protocol.OpPresence:
-		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, req.Op+" is not enabled for channel "+req.Channel))
+	case protocol.OpHistory:
+		c.handleHistory(req)
+	case protocol.OpPresence:
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, "presence is not enabled for channel "+req.Channel))
 	}
 }
 
@@ -54,6 +56,10 @@ func (c *Client) HandleBinary() {
 }
 
 func (c *Client) handlePublish(req protocol.Request) {
+	if c.hub.options(req.Channel).ReadOnly {
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, "clients may not publish to "+req.Channel))
+		return
+	}
 	ctx, cancel := c.requestContext()
 	defer cancel()
 	pos, err := c.hub.Publish(ctx, req.Channel, req.Data)
@@ -75,8 +81,14 @@ func (c *Client) handleSubscribe(req protocol.Request) {
 	}
 	ctx, cancel := c.requestContext()
 	defer cancel()
-	reply := finishFrame(protocol.AppendOK(frameBuf(32), req.ID), opText)
-	if err := c.hub.subscribe(ctx, c, req.Channel, reply); err != nil {
+	var since *broker.Position
+	if req.Since != nil {
+		since = &broker.Position{Epoch: req.Since.Epoch, Offset: req.Since.Offset}
+	}
+	reply := func(pos broker.Position, recovered *bool) []byte {
+		return finishFrame(protocol.AppendPositionReply(frameBuf(64), req.ID, wirePosition(pos), recovered), opText)
+	}
+	if err := c.hub.subscribe(ctx, c, req.Channel, since, reply); err != nil {
 		c.replyError(req.ID, brokerError(err))
 		return
 	}
@@ -95,11 +107,24 @@ func (c *Client) handleUnsubscribe(req protocol.Request) {
 	c.hub.unsubscribe(c, req.Channel, finishFrame(protocol.AppendOK(frameBuf(32), req.ID), opText))
 }
 
+func (c *Client) handleHistory(req protocol.Request) {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	res, err := c.hub.History(ctx, req.Channel, req.Limit)
+	if err != nil {
+		c.replyError(req.ID, brokerError(err))
+		return
+	}
+	b := protocol.AppendHistoryReply(c.replyStart(), req.ID, wirePosition(res.Pos), len(res.Messages),
+		func(i int) (uint64, []byte) { return res.Messages[i].Pos.Offset, res.Messages[i].Data })
+	c.reply(b)
+}
+
 // SubscribeRaw subscribes a raw client to its one channel. The transport
 // calls it before it completes the WebSocket upgrade, so the connection
 // receives every message published after it opened.
 func (c *Client) SubscribeRaw(ctx context.Context, channel string) error {
-	if err := c.hub.subscribe(ctx, c, channel, nil); err != nil {
+	if err := c.hub.subscribe(ctx, c, channel, nil, nil); err != nil {
 		return err
 	}
 	c.rawChannel = channel

@@ -17,4 +17,7 @@ type Stats struct {
 	SlowConsumers     atomic.Uint64 // clients closed with 4008
 	FramesWritten     atomic.Uint64 // frames handed to transports
 	Writes            atomic.Uint64 // transport writes (each may carry many frames)
+	DuplicatesDropped atomic.Uint64 // history messages this node had already delivered
+	GapsFilled        atomic.Uint64 // missed messages recovered from history by the node
+	GapsLost          atomic.Uint64 // missed messages no longer in history
 }

@@ -39,6 +39,28 @@ func AppendPositionReply(b []byte, id uint64, pos Position, recovered *bool) []b
 	return append(b, '}')
 }
 
+// AppendHistoryReply appends a history reply: the channel's position and n
+// messages, oldest first; at(i) returns the offset and data of message i.
+func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int) (offset uint64, data []byte)) []byte {
+	b = appendReplyStart(b, id)
+	if pos.Epoch != "" {
+		b = appendPosition(b, pos)
+	}
+	b = append(b, `,"messages":[`...)
+	for i := range n {
+		off, data := at(i)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"offset":`...)
+		b = strconv.AppendUint(b, off, 10)
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+		b = append(b, '}')
+	}
+	return append(b, `]}`...)
+}
+
 // AppendError appends a failed reply to request id.
 func AppendError(b []byte, id uint64, e *Error) []byte {
 	b = append(b, `{"id":`...)

@@ -57,6 +57,11 @@ type Config struct {
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
+	// Default holds the options of the default namespace and of every
+	// namespace not in Namespaces (history, read-only).
+	Default hub.NamespaceOptions
+	// Namespaces holds per-namespace options.
+	Namespaces map[string]hub.NamespaceOptions
 	// UnsubscribeDelay keeps a channel's broker subscription after its
 	// last local client left. Default 2s.
 	UnsubscribeDelay time.Duration
@@ -98,6 +103,8 @@ func New(cfg Config) (*Server, error) {
 		SendQueueBytes:   cfg.SendQueueBytes,
 		PingInterval:     cfg.PingInterval,
 		UnsubscribeDelay: cfg.UnsubscribeDelay,
+		Default:          cfg.Default,
+		Namespaces:       cfg.Namespaces,
 	})
 	if err != nil {
 		return nil, err

@@ -1,18 +1,10 @@
-// Package memory is the in-process broker: one node, no setup, the default.
-// It keeps each channel's history in a ring, so recovery works on one node
-// exactly as it does with Redis.
-//
-// Publish hands a message to the Handler synchronously, holding the
-// channel's lock, so one channel's messages are handled one at a time in
-// offset order while different channels proceed in parallel. The Handler
-// must therefore not call back into the broker. A Broker is safe for
-// concurrent use; Close stops its janitor goroutine.
 package memory
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/base32"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -23,87 +15,99 @@ import (
 
 // Config configures a memory Broker. The zero value is ready to use.
 type Config struct {
-	// JanitorInterval is how often expired histories are dropped.
-	// Default 1 minute.
+	// JanitorInterval is how often the janitor drops expired histories.
+	// Zero means one minute.
 	JanitorInterval time.Duration
 }
 
-var _ broker.Broker = (*Broker)(nil)
-var _ broker.Historian = (*Broker)(nil)
-var _ broker.Readier = (*Broker)(nil)
+var (
+	_ broker.Broker    = (*Broker)(nil)
+	_ broker.Historian = (*Broker)(nil)
+	_ broker.Readier   = (*Broker)(nil)
+)
 
+// numShards is the number of shards of the channel registry.
 const numShards = 64
 
-// defaultTTL is the history time-to-live when PublishOptions gives none.
+// defaultTTL is the history time-to-live when PublishOptions give none.
 const defaultTTL = 24 * time.Hour
 
-// Broker is the in-process broker.
+// errNotReady is what Ready returns after Close: the broker is both
+// unavailable and closed.
+var errNotReady = fmt.Errorf("memory: %w: %w", broker.ErrUnavailable, broker.ErrClosed)
+
+// Broker is the in-process broker. Create it with New.
 type Broker struct {
 	cfg     Config
 	seed    maphash.Seed
-	handler atomic.Pointer[broker.Handler]
-	shards  [numShards]shard
+	handler atomic.Pointer[broker.Handler] // set by Start
 	closed  atomic.Bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	startMu sync.Mutex
-	started bool
+	shards  [numShards]shard
+
+	startMu sync.Mutex    // guards started
+	started bool          // the janitor runs; guarded by startMu
+	stop    chan struct{} // closed by Close to stop the janitor
+	done    chan struct{} // closed by the janitor when it returns
 }
 
+// shard is one stripe of the channel registry.
 type shard struct {
 	mu       sync.Mutex
 	channels map[string]*channel // guarded by mu
 }
 
-// channel is one channel's state. Its fields are guarded by mu; publishing
-// holds mu while the Handler runs, which orders the channel's messages.
+// channel is one channel's state.
+//
+// Lock order: channel.mu may be held while taking its shard's mu (to remove
+// the channel), never the reverse. Publish holds mu while the Handler runs,
+// which orders the channel's messages.
 type channel struct {
+	name string // immutable
+
 	mu         sync.Mutex
-	subscribed bool
-	stream     *stream // nil while the channel keeps no history
+	subscribed bool    // guarded by mu
+	hist       *stream // guarded by mu; nil while the channel keeps no history
+	dead       bool    // guarded by mu; set once the channel left its shard's map
 }
 
-// stream is one life of a channel's history.
-type stream struct {
-	epoch  string
-	offset uint64           // offset of the newest message
-	ring   []broker.Message // the newest len(ring) messages, ring[(offset-1) % cap]
-	size   int
-	expiry time.Time
-}
-
-// New returns a memory broker.
+// New returns a memory broker. Call Start before using it.
 func New(cfg Config) *Broker {
 	if cfg.JanitorInterval <= 0 {
 		cfg.JanitorInterval = time.Minute
 	}
-	b := &Broker{cfg: cfg, seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	b := &Broker{
+		cfg:  cfg,
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
 	for i := range b.shards {
 		b.shards[i].channels = make(map[string]*channel)
 	}
 	return b
 }
 
-// Start registers h and starts the janitor.
+// Start registers h as the Handler of every subscribed channel and starts
+// the janitor. It does not block.
 func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
+	b.startMu.Lock()
+	defer b.startMu.Unlock()
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
 	b.handler.Store(&h)
-	b.startMu.Lock()
-	defer b.startMu.Unlock()
 	if !b.started {
 		b.started = true
-		b.wg.Add(1)
 		go b.janitor()
 	}
 	return nil
 }
 
-// Ready returns nil until Close.
+// Ready returns nil until Close, and then an error wrapping both
+// broker.ErrUnavailable and broker.ErrClosed.
 func (b *Broker) Ready() error {
 	if b.closed.Load() {
-		return broker.ErrClosed
+		return errNotReady
 	}
 	return nil
 }
@@ -112,43 +116,85 @@ func (b *Broker) shard(name string) *shard {
 	return &b.shards[maphash.String(b.seed, name)%numShards]
 }
 
-// lock returns the channel locked, creating it when create is set (else
-// nil when absent). The shard lock is held while the channel's is taken,
-// so the janitor never drops a channel someone is about to use.
-func (b *Broker) lock(name string, create bool) *channel {
+// acquire returns the named channel with its mu held, creating it when
+// create is set; it returns nil when the channel is absent and create is
+// not set. The shard's lock is never held while waiting for the channel's,
+// so a busy channel does not block the others of its shard.
+func (b *Broker) acquire(name string, create bool) *channel {
 	sh := b.shard(name)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	ch := sh.channels[name]
-	if ch == nil {
-		if !create {
-			return nil
+	for {
+		sh.mu.Lock()
+		ch := sh.channels[name]
+		if ch == nil {
+			if !create {
+				sh.mu.Unlock()
+				return nil
+			}
+			ch = &channel{name: name}
+			sh.channels[name] = ch
 		}
-		ch = &channel{}
-		sh.channels[name] = ch
+		sh.mu.Unlock()
+		ch.mu.Lock()
+		if !ch.dead {
+			return ch
+		}
+		// Removed between the two locks: look again.
+		ch.mu.Unlock()
 	}
-	ch.mu.Lock()
-	return ch
 }
 
-// Publish delivers data to the Handler when the channel is subscribed,
-// after recording it in the history when opts keep one.
+// release unlocks ch, first removing it from its shard when it holds
+// nothing worth keeping. ch.mu must be held.
+func (b *Broker) release(ch *channel) {
+	if !ch.subscribed && ch.hist == nil {
+		ch.dead = true
+		sh := b.shard(ch.name)
+		sh.mu.Lock()
+		if sh.channels[ch.name] == ch {
+			delete(sh.channels, ch.name)
+		}
+		sh.mu.Unlock()
+	}
+	ch.mu.Unlock()
+}
+
+// live returns the channel's history at now, dropping it when expired.
+// ch.mu must be held.
+func (ch *channel) live(now time.Time) *stream {
+	if ch.hist != nil && !now.Before(ch.hist.expiry) {
+		ch.hist = nil
+	}
+	return ch.hist
+}
+
+// Publish records data in the channel's history when opts keep one, then
+// hands it to the Handler, in the caller's goroutine, when the channel is
+// subscribed. It fails only after Close (broker.ErrClosed) or when ctx is
+// already done.
 func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts broker.PublishOptions) (broker.Position, error) {
 	if b.closed.Load() {
 		return broker.Position{}, broker.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return broker.Position{}, err
+		return broker.Position{}, fmt.Errorf("memory: publish %q: %w", name, err)
 	}
-	ch := b.lock(name, opts.HistorySize > 0)
+	ch := b.acquire(name, opts.HistorySize > 0)
 	if ch == nil {
 		// No history and nobody subscribed: nothing to do.
 		return broker.Position{}, nil
 	}
-	defer ch.mu.Unlock()
+	defer b.release(ch)
 	m := broker.Message{Channel: name, Data: data}
+	now := time.Now()
 	if opts.HistorySize > 0 {
-		m.Pos = ch.append(m, opts, time.Now())
+		s := ch.live(now)
+		if s == nil {
+			s = newStream()
+			ch.hist = s
+		}
+		m.Pos = s.append(m, opts.HistorySize, now.Add(ttl(opts)))
+	} else {
+		ch.live(now)
 	}
 	if ch.subscribed {
 		if h := b.handler.Load(); h != nil {
@@ -158,168 +204,147 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 	return m.Pos, nil
 }
 
-// append records m in the channel's history and returns its position.
-// ch.mu must be held.
-func (ch *channel) append(m broker.Message, opts broker.PublishOptions, now time.Time) broker.Position {
-	ttl := opts.HistoryTTL
-	if ttl <= 0 {
-		ttl = defaultTTL
-	}
-	s := ch.stream
-	if s == nil || now.After(s.expiry) {
-		s = &stream{epoch: newEpoch()}
-		ch.stream = s
-	}
-	if s.size != opts.HistorySize {
-		s.resize(opts.HistorySize)
-	}
-	s.offset++
-	m.Pos = broker.Position{Epoch: s.epoch, Offset: s.offset}
-	s.ring[(s.offset-1)%uint64(s.size)] = m
-	s.expiry = now.Add(ttl)
-	return m.Pos
-}
-
-// resize changes the ring's capacity, keeping the newest messages.
-func (s *stream) resize(size int) {
-	ring := make([]broker.Message, size)
-	for off := s.offset; off > 0 && s.offset-off < uint64(min(size, s.size)); off-- {
-		ring[(off-1)%uint64(size)] = s.ring[(off-1)%uint64(s.size)]
-	}
-	s.ring, s.size = ring, size
-}
-
-// oldest returns the offset of the oldest message kept.
-func (s *stream) oldest() uint64 {
-	if s.offset < uint64(s.size) {
-		return 1
-	}
-	return s.offset - uint64(s.size) + 1
-}
-
-// History reads the channel's history.
+// History reads the channel's history. A channel without a live history
+// gets a fresh epoch at offset 0 when opts keep history (so the position
+// returned stays valid for the publishes that follow), and the zero
+// Position when they do not.
+//
+// With req.Since, it returns at most req.Limit messages following Since,
+// oldest first, and Recovered is true when they are all the messages after
+// Since: the caller can page forward from the last one. Without Since it
+// returns the newest req.Limit messages.
 func (b *Broker) History(ctx context.Context, name string, req broker.HistoryRequest, opts broker.PublishOptions) (broker.HistoryResult, error) {
 	if b.closed.Load() {
 		return broker.HistoryResult{}, broker.ErrClosed
 	}
-	ch := b.lock(name, true)
-	defer ch.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return broker.HistoryResult{}, fmt.Errorf("memory: history %q: %w", name, err)
+	}
+	ch := b.acquire(name, opts.HistorySize > 0)
+	if ch == nil {
+		return broker.HistoryResult{}, nil
+	}
+	defer b.release(ch)
 	now := time.Now()
-	s := ch.stream
-	if s == nil || now.After(s.expiry) {
-		// A channel never published to (or expired) starts a fresh life,
-		// so that positions handed out now stay valid for later publishes.
-		ttl := opts.HistoryTTL
-		if ttl <= 0 {
-			ttl = defaultTTL
+	s := ch.live(now)
+	if s == nil {
+		if opts.HistorySize <= 0 {
+			return broker.HistoryResult{}, nil
 		}
-		s = &stream{epoch: newEpoch(), expiry: now.Add(ttl)}
-		s.resize(max(opts.HistorySize, 1))
-		ch.stream = s
+		s = newStream()
+		s.expiry = now.Add(ttl(opts))
+		ch.hist = s
 	}
-	res := broker.HistoryResult{Pos: broker.Position{Epoch: s.epoch, Offset: s.offset}}
-	from := s.oldest()
-	if s.offset == 0 {
-		from = 1
-	}
-	if req.Since != nil {
-		if req.Since.Epoch != s.epoch || req.Since.Offset > s.offset {
-			return res, nil
-		}
-		res.Recovered = req.Since.Offset+1 >= from
-		from = max(from, req.Since.Offset+1)
-		if req.Limit > 0 && s.offset-from+1 > uint64(req.Limit) {
-			// Too many missed messages to return: not recovered.
-			res.Recovered = false
-			return res, nil
-		}
-	} else {
-		if req.Limit <= 0 {
-			return res, nil
-		}
-		if s.offset >= uint64(req.Limit) {
-			from = max(from, s.offset-uint64(req.Limit)+1)
-		}
-	}
-	for off := from; off <= s.offset && off > 0; off++ {
-		res.Messages = append(res.Messages, s.ring[(off-1)%uint64(s.size)])
-	}
-	return res, nil
+	return s.read(req), nil
 }
 
-// Subscribe marks the channels subscribed.
+// ttl returns the history time-to-live of opts.
+func ttl(opts broker.PublishOptions) time.Duration {
+	if opts.HistoryTTL <= 0 {
+		return defaultTTL
+	}
+	return opts.HistoryTTL
+}
+
+// Subscribe makes Publish deliver the channels' messages to the Handler. It
+// never blocks.
 func (b *Broker) Subscribe(ctx context.Context, names ...string) error {
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
 	for _, name := range names {
-		ch := b.lock(name, true)
+		ch := b.acquire(name, true)
 		ch.subscribed = true
 		ch.mu.Unlock()
 	}
 	return nil
 }
 
-// Unsubscribe marks the channels unsubscribed.
+// Unsubscribe stops the delivery of the channels' messages. It waits for a
+// Handler call of the channel in progress to return, so that no message of
+// an unsubscribed channel is handled after Unsubscribe returns.
 func (b *Broker) Unsubscribe(ctx context.Context, names ...string) error {
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
 	for _, name := range names {
-		if ch := b.lock(name, false); ch != nil {
+		if ch := b.acquire(name, false); ch != nil {
 			ch.subscribed = false
-			ch.mu.Unlock()
+			ch.live(time.Now())
+			b.release(ch)
 		}
 	}
 	return nil
 }
 
-// Close stops the broker; later calls fail with broker.ErrClosed.
+// Close stops the janitor and waits for it, or for ctx to be done. Every
+// later call fails with broker.ErrClosed; a second Close returns nil.
 func (b *Broker) Close(ctx context.Context) error {
+	b.startMu.Lock()
 	if b.closed.Swap(true) {
+		b.startMu.Unlock()
 		return nil
 	}
 	close(b.stop)
-	b.wg.Wait()
-	return nil
+	started := b.started
+	b.startMu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memory: close: %w", ctx.Err())
+	}
 }
 
-// janitor drops channels with neither subscription nor live history.
+// janitor drops expired histories and the channels left empty, every
+// JanitorInterval until Close.
 func (b *Broker) janitor() {
-	defer b.wg.Done()
+	defer close(b.done)
 	t := time.NewTicker(b.cfg.JanitorInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-b.stop:
 			return
-		case now := <-t.C:
-			b.sweep(now)
+		case <-t.C:
+			b.sweep(time.Now())
 		}
 	}
 }
 
+// sweep drops the histories expired at now and the channels left empty.
 func (b *Broker) sweep(now time.Time) {
+	var batch []*channel
 	for i := range b.shards {
 		sh := &b.shards[i]
+		batch = batch[:0]
 		sh.mu.Lock()
-		for name, ch := range sh.channels {
-			ch.mu.Lock()
-			if ch.stream != nil && now.After(ch.stream.expiry) {
-				ch.stream = nil
-			}
-			if !ch.subscribed && ch.stream == nil {
-				delete(sh.channels, name)
-			}
-			ch.mu.Unlock()
+		for _, ch := range sh.channels {
+			batch = append(batch, ch)
 		}
 		sh.mu.Unlock()
+		for _, ch := range batch {
+			ch.mu.Lock()
+			if ch.dead {
+				ch.mu.Unlock()
+				continue
+			}
+			ch.live(now)
+			b.release(ch)
+		}
+		clear(batch)
 	}
 }
 
-// newEpoch returns a fresh random epoch.
+// epochEncoding writes epochs: short, lowercase, URL and JSON safe.
+var epochEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newEpoch returns a fresh random epoch of 8 characters.
 func newEpoch() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return epochEncoding.EncodeToString(b[:])
 }

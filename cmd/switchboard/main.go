@@ -48,6 +48,10 @@ type options struct {
 	logLevel         string
 	redisURL         string
 	nodeID           string
+	configFile       string
+	historySize      int
+	historyTTL       time.Duration
+	given            map[string]bool // the flags given on the command line or in the environment
 }
 
 // envName returns the environment variable of a flag:
@@ -77,6 +81,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")
+	fs.StringVar(&o.configFile, "config", "", "YAML file with per-namespace options (history_size, history_ttl, read_only); see README")
+	fs.IntVar(&o.historySize, "history-size", 0, "messages of history kept per channel of the default namespace, for recovery after reconnects; 0 keeps none")
+	fs.DurationVar(&o.historyTTL, "history-ttl", 24*time.Hour, "how long a channel's history lives after its last message")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named after it.\n\nOptions:\n")
@@ -102,6 +109,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			given[f.Name] = true
 			if serr := f.Value.Set(v); serr != nil {
 				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
 			}
@@ -110,6 +118,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	if err != nil {
 		return nil, err
 	}
+	o.given = given
 	return o, o.validate()
 }
 
@@ -169,6 +178,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
+	defNS, namedNS, err := o.namespaces()
+	if err != nil {
+		fmt.Fprintln(stderr, "switchboard:", err)
+		return 2
+	}
 	var b broker.Broker
 	if o.redisURL != "" {
 		b, err = newRedisBroker(o.redisURL, log)
@@ -189,6 +203,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		MaxSubscriptions: o.maxSubscriptions,
 		SendQueueBytes:   o.sendQueueBytes,
 		PingInterval:     o.pingInterval,
+		Default:          defNS,
+		Namespaces:       namedNS,
 	})
 	if err != nil {
 		log.Error("bad configuration", "err", err)

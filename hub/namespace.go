@@ -1,0 +1,37 @@
+package hub
+
+import (
+	"time"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+// NamespaceOptions are the settings of the channels of one namespace (the
+// part of a channel's name before its first ':').
+type NamespaceOptions struct {
+	// HistorySize is how many messages each channel keeps for history and
+	// recovery. Zero keeps none: delivery is then at-most-once across
+	// faults.
+	HistorySize int
+	// HistoryTTL is how long a channel's history lives after its last
+	// publish. Zero means 24 hours.
+	HistoryTTL time.Duration
+	// ReadOnly forbids clients to publish; the HTTP API still may.
+	ReadOnly bool
+}
+
+func (o NamespaceOptions) publishOptions() broker.PublishOptions {
+	return broker.PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL}
+}
+
+// options returns the options of channel's namespace: its own, or the
+// default namespace's.
+func (h *Hub) options(channel string) NamespaceOptions {
+	if len(h.cfg.Namespaces) > 0 {
+		if o, ok := h.cfg.Namespaces[protocol.Namespace(channel)]; ok {
+			return o
+		}
+	}
+	return h.cfg.Default
+}

@@ -1,0 +1,82 @@
+package hub
+
+import (
+	"context"
+
+	"github.com/switchboard-rt/switchboard/broker"
+)
+
+// sequenceLocked delivers a message of a channel with history in offset
+// order. A message already delivered (offset not above the last one) is
+// dropped. A jump in offsets means this node missed messages (its broker
+// subscription dropped and came back): the newer messages are held back
+// while a goroutine reads the missing ones from history, so local
+// subscribers still see no gap. A new epoch restarts the sequence; clients
+// see the epoch change on the message. The shard's write lock must be held.
+func (h *Hub) sequenceLocked(name string, ch *channel, m broker.Message) {
+	if ch.filling {
+		ch.held = append(ch.held, m)
+		return
+	}
+	last := ch.last
+	if last.Epoch == m.Pos.Epoch {
+		switch {
+		case m.Pos.Offset <= last.Offset:
+			h.stats.DuplicatesDropped.Add(1)
+			return
+		case m.Pos.Offset > last.Offset+1 && last.Offset > 0:
+			ch.filling = true
+			ch.held = append(ch.held[:0], m)
+			h.bg.Add(1)
+			go h.fillGap(name, last)
+			return
+		}
+	}
+	ch.last = m.Pos
+	h.deliverLocked(ch, m)
+}
+
+// fillGap reads the messages after from and delivers them, then the
+// messages held meanwhile. When history no longer has them, the gap is
+// counted and logged and delivery goes on: a client recovering from its own
+// position will then learn of it (recovered:false). It runs on its own
+// goroutine, counted in h.bg.
+func (h *Hub) fillGap(name string, from broker.Position) {
+	defer h.bg.Done()
+	var msgs []broker.Message
+	if hist, ok := h.broker.(broker.Historian); ok {
+		opts := h.options(name)
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+		res, err := hist.History(ctx, name, broker.HistoryRequest{Since: &from, Limit: opts.HistorySize}, opts.publishOptions())
+		cancel()
+		switch {
+		case err != nil:
+			h.log.Warn("cannot fill a gap from history", "channel", name, "after", from.Offset, "err", err)
+		case !res.Recovered:
+			h.log.Warn("gap is no longer in history", "channel", name, "after", from.Offset, "now", res.Pos.Offset)
+		default:
+			msgs = res.Messages
+			h.stats.GapsFilled.Add(1)
+		}
+	}
+	sh := h.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ch := sh.channels[name]
+	if ch == nil {
+		return
+	}
+	held := ch.held
+	ch.held, ch.filling = nil, false
+	if len(msgs) == 0 && len(held) > 0 {
+		// Unfillable: accept the jump.
+		h.stats.GapsLost.Add(1)
+		ch.last = broker.Position{Epoch: held[0].Pos.Epoch, Offset: held[0].Pos.Offset - 1}
+	}
+	for _, m := range msgs {
+		h.sequenceLocked(name, ch, m)
+	}
+	for _, m := range held {
+		h.sequenceLocked(name, ch, m)
+	}
+}
