@@ -4,7 +4,7 @@ STATICCHECK ?= staticcheck
 FUZZTIME    ?= 5s
 GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js bench check tools
+.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js bench bench-compare check tools
 
 all: build
 
@@ -35,12 +35,21 @@ test-go:
 test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZTIME) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzValidateChannel -fuzztime=$(FUZZTIME) ./protocol
+	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZTIME) ./broker/redis
+	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZTIME) ./transport
 
 test-js:
 	cd clients/js && npm test
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+
+# bench-compare races two seed instances against two switchboard instances
+# (each pair on a Redis of its own making) with switchboard-bench; see
+# docs/benchmarks.md. SEED_DIR holds the seed's server.js.
+SEED_DIR ?= ../shared/seed
+bench-compare:
+	scripts/bench-compare.sh $(SEED_DIR)
 
 check: fmt-check lint test
 

@@ -50,6 +50,22 @@ type Handler interface {
 	HandleMessage(m Message)
 }
 
+// StateHandler may be implemented by the Handler given to Start, to learn
+// when a broker that can lose its connection (Redis) lost its subscriptions
+// and when it has them back. Messages published in between were not
+// delivered to this node; a node can fill that gap from the history of the
+// channels that keep one (HistoryRequest.Since).
+//
+// The broker calls SubscriptionsLost once when the subscriptions break and
+// SubscriptionsRestored once every subscribed channel is subscribed again;
+// messages of channels already restored may be handled before
+// SubscriptionsRestored. Neither is called for the first connection. The
+// calls must not block, and are never concurrent with each other.
+type StateHandler interface {
+	SubscriptionsLost(err error)
+	SubscriptionsRestored()
+}
+
 // HandlerFunc adapts a function to the Handler interface.
 type HandlerFunc func(m Message)
 
@@ -97,11 +113,14 @@ type Readier interface {
 type HistoryRequest struct {
 	// Since, when not nil, asks for the messages after this position, oldest
 	// first. When its epoch is not the channel's current one, or messages
-	// after it have left the history, the result is not Recovered.
+	// after it have left the history, the result is not Recovered and has no
+	// messages.
 	Since *Position
-	// Limit caps the number of messages returned; with Since nil it returns
-	// the newest Limit messages. Zero or less returns none: only the current
-	// position.
+	// Limit caps the number of messages returned. With Since it returns the
+	// oldest Limit messages after Since (so a caller can page forward from
+	// the last one); with Since nil, the newest Limit messages. Zero or less
+	// returns none: only the current position, and with Since whether
+	// nothing follows it.
 	Limit int
 }
 
@@ -113,7 +132,7 @@ type HistoryResult struct {
 	// Messages are the selected messages, oldest first.
 	Messages []Message
 	// Recovered is true when Since was given and every message after it is
-	// in Messages.
+	// in Messages: false when messages are missing or Limit left some out.
 	Recovered bool
 }
 

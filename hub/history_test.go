@@ -214,3 +214,38 @@ func TestNodeFillsGap(t *testing.T) {
 		t.Errorf("gaps filled = %d, want 1", h.Stats().GapsFilled.Load())
 	}
 }
+
+// TestRestoreFillsGap: when the broker reports its subscriptions restored,
+// the node delivers what it missed without waiting for a newer message.
+func TestRestoreFillsGap(t *testing.T) {
+	h0, cb := newHub(t, Config{})
+	lb := &lossyBroker{countingBroker: cb}
+	h, err := New(Config{Broker: lb, Logger: h0.log, Default: NamespaceOptions{HistorySize: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	c, ft := connect(t, h)
+	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
+	ft.waitFrames(t, 2)
+	for i := 1; i <= 10; i++ {
+		if i == 4 {
+			lb.drop.Store(true)
+			h.SubscriptionsLost(nil)
+		}
+		if _, err := h.Publish(context.Background(), "g", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lb.drop.Store(false)
+	h.SubscriptionsRestored()
+	got := messageData(t, ft.waitFrames(t, 2+10)[2:])
+	for i, d := range got {
+		if d != i+1 {
+			t.Fatalf("message %d is %d: %v", i, d, got)
+		}
+	}
+}

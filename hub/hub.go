@@ -266,7 +266,17 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 // with the history options of the channel's namespace. It returns the
 // message's position (zero without history). Errors wrap
 // broker.ErrUnavailable when the broker cannot be reached.
+//
+// While the broker reports it is not ready (its subscriptions are down, for
+// one), Publish fails at once: a message this node's own subscribers could
+// miss is refused rather than acknowledged.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (broker.Position, error) {
+	if r, ok := h.broker.(broker.Readier); ok {
+		if err := r.Ready(); err != nil {
+			h.stats.PublishErrors.Add(1)
+			return broker.Position{}, err
+		}
+	}
 	opts := h.options(channel)
 	pos, err := h.broker.Publish(ctx, channel, data, opts.publishOptions())
 	if err != nil {
@@ -650,3 +660,8 @@ func (h *Hub) warnRawDrop(channel string, err error) {
 	}
 	h.log.Warn("raw publish dropped", "channel", channel, "err", err, "dropped_total", h.stats.RawPublishDropped.Load())
 }
+
+var (
+	_ broker.Handler      = (*Hub)(nil)
+	_ broker.StateHandler = (*Hub)(nil)
+)

@@ -44,6 +44,7 @@ func (h *Hub) sequenceLocked(name string, ch *channel, m broker.Message) {
 func (h *Hub) fillGap(name string, from broker.Position) {
 	defer h.bg.Done()
 	var msgs []broker.Message
+	filled := false
 	if hist, ok := h.broker.(broker.Historian); ok {
 		opts := h.options(name)
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
@@ -55,8 +56,10 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 		case !res.Recovered:
 			h.log.Warn("gap is no longer in history", "channel", name, "after", from.Offset, "now", res.Pos.Offset)
 		default:
-			msgs = res.Messages
-			h.stats.GapsFilled.Add(1)
+			msgs, filled = res.Messages, true
+			if len(msgs) > 0 {
+				h.stats.GapsFilled.Add(1)
+			}
 		}
 	}
 	sh := h.shard(name)
@@ -68,10 +71,10 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 	}
 	held := ch.held
 	ch.held, ch.filling = nil, false
-	if len(msgs) == 0 && len(held) > 0 {
+	if !filled && len(held) > 0 && held[0].Pos.Epoch == ch.last.Epoch {
 		// Unfillable: accept the jump.
 		h.stats.GapsLost.Add(1)
-		ch.last = broker.Position{Epoch: held[0].Pos.Epoch, Offset: held[0].Pos.Offset - 1}
+		ch.last.Offset = held[0].Pos.Offset - 1
 	}
 	for _, m := range msgs {
 		h.sequenceLocked(name, ch, m)
@@ -80,3 +83,51 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 		h.sequenceLocked(name, ch, m)
 	}
 }
+
+// SubscriptionsLost is called by a broker that lost its subscriptions
+// (broker.StateHandler): messages published from now on may miss this node
+// until SubscriptionsRestored.
+func (h *Hub) SubscriptionsLost(err error) {
+	h.log.Warn("broker subscriptions lost; clients stay connected", "err", err)
+}
+
+// SubscriptionsRestored is called once the broker has every channel
+// subscribed again. Each channel with history then checks its history for
+// messages this node missed meanwhile and delivers them before newer ones,
+// without waiting for the next message to reveal the gap. At most
+// restoreFills history reads run at once.
+func (h *Hub) SubscriptionsRestored() {
+	var names []string
+	var froms []broker.Position
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for name, ch := range sh.channels {
+			if ch.last.Epoch != "" && !ch.filling {
+				ch.filling = true
+				names = append(names, name)
+				froms = append(froms, ch.last)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	h.log.Info("broker subscriptions restored", "channels_with_history", len(names))
+	if len(names) == 0 {
+		return
+	}
+	h.bg.Add(len(names))
+	go func() {
+		sem := make(chan struct{}, restoreFills)
+		for i, name := range names {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				h.fillGap(name, froms[i])
+			}()
+		}
+	}()
+}
+
+// restoreFills bounds the history reads after the broker's subscriptions
+// come back.
+const restoreFills = 16

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/redis"
 )
 
+// newRedisBroker returns the Redis broker for --redis.
 func newRedisBroker(url string, log *slog.Logger) (broker.Broker, error) {
-	return nil, errors.New("redis broker: not built yet")
+	return redis.New(redis.Config{URL: url, Logger: log.With("component", "redis")})
 }

@@ -1,0 +1,558 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/switchboard-rt/switchboard/broker"
+)
+
+// Config configures a Redis Broker. Zero fields take the defaults below.
+type Config struct {
+	// URL locates the Redis server:
+	// redis://[[user]:password@]host[:port][/db], or rediss:// for TLS.
+	// Default "redis://127.0.0.1:6379/0".
+	URL string
+	// Prefix starts every key and pub/sub channel the broker uses, so that
+	// several deployments can share one Redis. Default "sb".
+	Prefix string
+	// Logger receives connection loss and recovery. Default: discard.
+	Logger *slog.Logger
+	// Timeout bounds every Redis command, and so how long Publish,
+	// Subscribe and History can take when Redis is away. Default 1s.
+	Timeout time.Duration
+	// HealthInterval is how often the broker PINGs Redis to notice an
+	// outage that breaks no connection. Default 250ms.
+	HealthInterval time.Duration
+	// ReconnectDelay is the longest wait between two reconnection attempts;
+	// the first is immediate and the waits double up to it. Default 250ms.
+	ReconnectDelay time.Duration
+	// SubscribeBatch is the most channels one SUBSCRIBE or UNSUBSCRIBE
+	// command carries. Default 512.
+	SubscribeBatch int
+}
+
+var (
+	_ broker.Broker    = (*Broker)(nil)
+	_ broker.Historian = (*Broker)(nil)
+	_ broker.Readier   = (*Broker)(nil)
+)
+
+// Broker is the Redis broker. Create it with New.
+type Broker struct {
+	cfg  Config
+	opt  rueidis.ClientOption
+	log  *slog.Logger
+	addr string // for messages
+
+	// chPrefix starts every pub/sub channel name: Prefix + ":".
+	chPrefix string
+
+	// mu guards the life cycle: started and closed change under it, and
+	// client and handler are set under it by Start, read-only after; the
+	// other methods read them only once running is set.
+	mu      sync.Mutex
+	started bool
+	running atomic.Bool // set once Start succeeded
+	closed  atomic.Bool
+	client  rueidis.Client
+	handler broker.Handler
+	state   broker.StateHandler // handler as a StateHandler, or nil
+
+	stop chan struct{}  // closed by Close
+	wg   sync.WaitGroup // the subscriber and health goroutines
+	reqs chan *subReq   // to the subscriber goroutine; never closed
+
+	// Readiness: each error is nil while its side works. subErr is set by
+	// the subscriber goroutine; pingErr by the health goroutine, and by the
+	// subscriber when it reconnects (so that Ready never reports the
+	// publishing connection up on the strength of a ping from before an
+	// outage). ready is their conjunction, updated under readyMu.
+	subErr  atomic.Pointer[error]
+	pingErr atomic.Pointer[error]
+	readyMu sync.Mutex
+	ready   bool // guarded by readyMu
+
+	publishScript *rueidis.Lua
+	historyScript *rueidis.Lua
+}
+
+// New returns a Redis broker for cfg. It does not connect: Start does.
+func New(cfg Config) (*Broker, error) {
+	if cfg.URL == "" {
+		cfg.URL = "redis://127.0.0.1:6379/0"
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "sb"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 250 * time.Millisecond
+	}
+	if cfg.ReconnectDelay <= 0 {
+		cfg.ReconnectDelay = 250 * time.Millisecond
+	}
+	if cfg.SubscribeBatch <= 0 {
+		cfg.SubscribeBatch = 512
+	}
+	opt, err := rueidis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: parse URL: %w", err)
+	}
+	// Fail fast instead of retrying: the caller decides what an outage
+	// means, and the subscriber goroutine reconnects by itself.
+	opt.DisableRetry = true
+	opt.DisableCache = true
+	opt.ForceSingleClient = true
+	opt.Dialer.Timeout = cfg.Timeout
+	opt.ConnWriteTimeout = cfg.Timeout
+	opt.ClientName = "switchboard"
+	// One pipelined connection carries every command, so the health PING
+	// tests the very connection Publish uses: after an outage, a second
+	// connection left idle would fail its first command.
+	opt.PipelineMultiplex = -1
+	b := &Broker{
+		cfg:           cfg,
+		opt:           opt,
+		log:           cfg.Logger,
+		addr:          strings.Join(opt.InitAddress, ","),
+		chPrefix:      cfg.Prefix + ":",
+		stop:          make(chan struct{}),
+		reqs:          make(chan *subReq),
+		publishScript: rueidis.NewLuaScript(publishLua),
+		historyScript: rueidis.NewLuaScript(historyLua),
+	}
+	return b, nil
+}
+
+// Start connects to Redis, opens the pub/sub connection and starts the
+// goroutines that keep them up until Close. It fails, with an error wrapping
+// broker.ErrUnavailable, when Redis cannot be reached now.
+func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return broker.ErrClosed
+	}
+	if b.started {
+		return errors.New("redis: Start called twice")
+	}
+	client, err := rueidis.NewClient(b.opt)
+	if err != nil {
+		if client != nil {
+			client.Close()
+		}
+		return fmt.Errorf("redis: connect to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+	}
+	b.client, b.handler = client, h
+	b.state, _ = h.(broker.StateHandler)
+	s := newSubscriber(b)
+	if err := s.connect(); err != nil {
+		client.Close()
+		return fmt.Errorf("redis: open the pub/sub connection to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+	}
+	b.started = true
+	b.ready = true
+	b.running.Store(true)
+	b.wg.Add(2)
+	go s.run()
+	go b.health()
+	return nil
+}
+
+// Ready returns nil while the broker can publish and deliver, and otherwise
+// an error wrapping broker.ErrUnavailable (and broker.ErrClosed after Close).
+func (b *Broker) Ready() error {
+	if b.closed.Load() {
+		return fmt.Errorf("redis: %w: %w", broker.ErrUnavailable, broker.ErrClosed)
+	}
+	if !b.running.Load() {
+		return fmt.Errorf("%w: %w", ErrNotStarted, broker.ErrUnavailable)
+	}
+	if p := b.subErr.Load(); p != nil {
+		return fmt.Errorf("redis: pub/sub connection to %s: %w: %w", b.addr, broker.ErrUnavailable, *p)
+	}
+	if p := b.pingErr.Load(); p != nil {
+		return fmt.Errorf("redis: ping %s: %w: %w", b.addr, broker.ErrUnavailable, *p)
+	}
+	return nil
+}
+
+// setErr records one side's state and logs a change of readiness.
+func (b *Broker) setErr(p *atomic.Pointer[error], err error) {
+	if err == nil {
+		p.Store(nil)
+	} else {
+		p.Store(&err)
+	}
+	b.readyMu.Lock()
+	defer b.readyMu.Unlock()
+	ready := b.subErr.Load() == nil && b.pingErr.Load() == nil
+	if ready == b.ready || b.closed.Load() {
+		return
+	}
+	b.ready = ready
+	if ready {
+		b.log.Info("redis: connection restored", "addr", b.addr)
+	} else {
+		b.log.Warn("redis: connection lost", "addr", b.addr, "err", err)
+	}
+}
+
+// usable returns the error of a call that cannot proceed.
+func (b *Broker) usable() error {
+	if b.closed.Load() {
+		return broker.ErrClosed
+	}
+	if !b.running.Load() {
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// fail returns the error of a failed command for op on channel: the
+// caller's own context error, or one wrapping broker.ErrUnavailable when
+// Redis could not do it.
+func (b *Broker) fail(ctx context.Context, op, channel string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("redis: %s %q: %w", op, channel, cerr)
+	}
+	if b.closed.Load() {
+		return fmt.Errorf("redis: %s %q: %w", op, channel, broker.ErrClosed)
+	}
+	if rerr, ok := rueidis.IsRedisErr(err); ok && !unavailableReply(rerr) {
+		return fmt.Errorf("redis: %s %q: %w", op, channel, err)
+	}
+	return fmt.Errorf("redis: %s %q: %w: %w", op, channel, broker.ErrUnavailable, err)
+}
+
+// unavailableReply reports whether a Redis error reply means the server
+// cannot serve now, rather than that the command was wrong.
+func unavailableReply(err *rueidis.RedisError) bool {
+	msg := err.Error()
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "READONLY", "OOM", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Keys of a channel (see the package documentation).
+func (b *Broker) pubsubChannel(ch string) string { return b.chPrefix + ch }
+func (b *Broker) streamKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:s" }
+func (b *Broker) metaKey(ch string) string       { return b.cfg.Prefix + ":{" + ch + "}:m" }
+
+// ttlMillis returns the history time-to-live of opts in milliseconds.
+func ttlMillis(opts broker.PublishOptions) string {
+	ttl := opts.HistoryTTL
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	return strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
+}
+
+// Publish publishes data to the channel; with opts.HistorySize > 0 it also
+// appends it to the channel's history and returns its position. It waits
+// for Redis's reply, at most Config.Timeout.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts broker.PublishOptions) (broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return broker.Position{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if opts.HistorySize <= 0 {
+		// The data is copied: after a timeout rueidis may still hold the
+		// command, and the caller may reuse its buffer.
+		cmd := b.client.B().Publish().Channel(b.pubsubChannel(channel)).Message(string(encodePlain(data))).Build()
+		if err := b.client.Do(cctx, cmd).Error(); err != nil {
+			return broker.Position{}, b.fail(ctx, "publish", channel, err)
+		}
+		return broker.Position{}, nil
+	}
+	res := b.publishScript.Exec(cctx, b.client,
+		[]string{b.streamKey(channel), b.metaKey(channel)},
+		[]string{b.pubsubChannel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch()})
+	arr, err := res.ToArray()
+	if err != nil {
+		return broker.Position{}, b.fail(ctx, "publish", channel, err)
+	}
+	pos, err := position(arr)
+	if err != nil {
+		return broker.Position{}, fmt.Errorf("redis: publish %q: %w", channel, err)
+	}
+	return pos, nil
+}
+
+// position reads the epoch and offset that start a script's reply.
+func position(arr []rueidis.RedisMessage) (broker.Position, error) {
+	if len(arr) < 2 {
+		return broker.Position{}, fmt.Errorf("script reply of %d values", len(arr))
+	}
+	epoch, err := arr[0].ToString()
+	if err != nil {
+		return broker.Position{}, fmt.Errorf("script reply epoch: %w", err)
+	}
+	off, err := arr[1].AsInt64()
+	if err != nil || off < 0 {
+		return broker.Position{}, fmt.Errorf("script reply offset %d: %w", off, err)
+	}
+	return broker.Position{Epoch: epoch, Offset: uint64(off)}, nil
+}
+
+// History reads the channel's history (see broker.Historian). A channel
+// without a live history gets a fresh epoch at offset 0 when opts keep
+// history, and the zero Position when they do not.
+func (b *Broker) History(ctx context.Context, channel string, req broker.HistoryRequest, opts broker.PublishOptions) (broker.HistoryResult, error) {
+	if err := b.usable(); err != nil {
+		return broker.HistoryResult{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	var since, sinceEpoch string
+	if req.Since != nil {
+		since, sinceEpoch = strconv.FormatUint(req.Since.Offset, 10), req.Since.Epoch
+	}
+	create := "0"
+	if opts.HistorySize > 0 {
+		create = "1"
+	}
+	res := b.historyScript.Exec(cctx, b.client,
+		[]string{b.streamKey(channel), b.metaKey(channel)},
+		[]string{since, sinceEpoch, strconv.Itoa(max(req.Limit, 0)), create, newEpoch(), ttlMillis(opts)})
+	arr, err := res.ToArray()
+	if err != nil {
+		return broker.HistoryResult{}, b.fail(ctx, "history", channel, err)
+	}
+	out, err := historyResult(channel, arr, req.Since == nil)
+	if err != nil {
+		return broker.HistoryResult{}, fmt.Errorf("redis: history %q: %w", channel, err)
+	}
+	return out, nil
+}
+
+// historyResult decodes the history script's reply {epoch, offset,
+// recovered, entries}; newestFirst tells that entries are in reverse.
+func historyResult(channel string, arr []rueidis.RedisMessage, newestFirst bool) (broker.HistoryResult, error) {
+	var res broker.HistoryResult
+	pos, err := position(arr)
+	if err != nil || len(arr) != 4 {
+		return res, fmt.Errorf("bad script reply (%d values): %w", len(arr), err)
+	}
+	res.Pos = pos
+	if pos.Epoch == "" {
+		return broker.HistoryResult{}, nil
+	}
+	rec, err := arr[2].AsInt64()
+	if err != nil {
+		return res, fmt.Errorf("script reply recovered: %w", err)
+	}
+	res.Recovered = rec == 1
+	entries, err := arr[3].ToArray()
+	if err != nil {
+		return res, fmt.Errorf("script reply entries: %w", err)
+	}
+	if len(entries) == 0 {
+		return res, nil
+	}
+	res.Messages = make([]broker.Message, len(entries))
+	for i, e := range entries {
+		m, err := entry(channel, pos.Epoch, e)
+		if err != nil {
+			return res, err
+		}
+		if newestFirst {
+			res.Messages[len(entries)-1-i] = m
+		} else {
+			res.Messages[i] = m
+		}
+	}
+	return res, nil
+}
+
+// entry decodes one stream entry [id, [field, value...]].
+func entry(channel, epoch string, e rueidis.RedisMessage) (broker.Message, error) {
+	kv, err := e.ToArray()
+	if err != nil || len(kv) != 2 {
+		return broker.Message{}, fmt.Errorf("stream entry: %w", err)
+	}
+	id, err := kv[0].ToString()
+	if err != nil {
+		return broker.Message{}, fmt.Errorf("stream entry ID: %w", err)
+	}
+	off, err := parseID(id)
+	if err != nil {
+		return broker.Message{}, err
+	}
+	fields, err := kv[1].ToArray()
+	if err != nil || len(fields) < 2 {
+		return broker.Message{}, fmt.Errorf("stream entry %s fields: %w", id, err)
+	}
+	data, err := fields[1].AsBytes()
+	if err != nil {
+		return broker.Message{}, fmt.Errorf("stream entry %s data: %w", id, err)
+	}
+	return broker.Message{Channel: channel, Data: data, Pos: broker.Position{Epoch: epoch, Offset: off}}, nil
+}
+
+// Subscribe subscribes to the channels not yet subscribed and returns once
+// Redis has confirmed it. While the pub/sub connection is down it fails at
+// once with an error wrapping broker.ErrUnavailable.
+func (b *Broker) Subscribe(ctx context.Context, channels ...string) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if len(channels) == 0 {
+		return nil
+	}
+	return b.request(ctx, true, channels)
+}
+
+// Unsubscribe unsubscribes from the channels. While the pub/sub connection
+// is down it only forgets them, so they are not subscribed again.
+func (b *Broker) Unsubscribe(ctx context.Context, channels ...string) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if len(channels) == 0 {
+		return nil
+	}
+	return b.request(ctx, false, channels)
+}
+
+// request hands a subscription change to the subscriber goroutine and waits
+// for its outcome.
+func (b *Broker) request(ctx context.Context, subscribe bool, channels []string) error {
+	op := "unsubscribe"
+	if subscribe {
+		op = "subscribe"
+	}
+	r := &subReq{ctx: ctx, subscribe: subscribe, channels: channels, done: make(chan error, 1)}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("redis: %s %d channels: %w", op, len(channels), ctx.Err())
+	case <-b.stop:
+		return broker.ErrClosed
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return fmt.Errorf("redis: %s %d channels (%q...): %w", op, len(channels), channels[0], err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("redis: %s %d channels: %w", op, len(channels), ctx.Err())
+	case <-b.stop:
+		return broker.ErrClosed
+	}
+}
+
+// onMessage hands a pub/sub message to the Handler. rueidis calls it from
+// the pub/sub connection's reader, one message at a time, in order.
+func (b *Broker) onMessage(m rueidis.PubSubMessage) {
+	name, ok := strings.CutPrefix(m.Channel, b.chPrefix)
+	if !ok {
+		return
+	}
+	msg, err := decode(name, m.Message)
+	if err != nil {
+		b.log.Warn("redis: dropped a malformed message", "channel", name, "err", err)
+		return
+	}
+	b.handler.HandleMessage(msg)
+}
+
+// health PINGs Redis every HealthInterval until Close, to notice an outage
+// that breaks no connection.
+func (b *Broker) health() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		b.checkPing()
+	}
+}
+
+// checkPing PINGs Redis through the client that publishes and records the
+// outcome.
+func (b *Broker) checkPing() {
+	err := b.ping()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// A connection idle since Redis went away reports its end only
+		// when used: the next ping dials a fresh one.
+		err = b.ping()
+	}
+	b.setErr(&b.pingErr, err)
+}
+
+// ping PINGs Redis through the client that publishes.
+func (b *Broker) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), min(b.cfg.Timeout, 2*b.cfg.HealthInterval))
+	defer cancel()
+	return b.client.Do(ctx, b.client.B().Ping().Build()).Error()
+}
+
+// Close stops the broker's goroutines, closes its connections and waits
+// for the goroutines to end, or for ctx to be done. Later calls fail with
+// broker.ErrClosed; a second Close returns nil.
+func (b *Broker) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed.Swap(true) {
+		b.mu.Unlock()
+		return nil
+	}
+	close(b.stop)
+	started := b.started
+	b.mu.Unlock()
+	if !started {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("redis: close: %w", ctx.Err())
+	}
+	// Closing the client ends any command still in flight.
+	b.client.Close()
+	<-done
+	return err
+}
+
+// epochEncoding writes epochs: short, lowercase, URL and JSON safe.
+var epochEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newEpoch returns a fresh random epoch of 8 characters.
+func newEpoch() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return epochEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,60 @@
+package redis
+
+// publishLua publishes a message to a channel with history, atomically:
+// it starts a new epoch when the channel's meta hash is missing, assigns the
+// next offset, appends the message to the stream (trimmed to the history
+// size), refreshes both keys' TTL and PUBLISHes the payload with its
+// position. It returns {epoch, offset}.
+//
+// KEYS: stream, meta. ARGV: pub/sub channel, data, history size, TTL in
+// milliseconds, a fresh epoch (used only when a new one starts).
+const publishLua = `
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch)
+end
+local off = redis.call('HINCRBY', KEYS[2], 'o', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], string.format('\1%d,%s,', off, epoch) .. ARGV[2])
+return {epoch, off}
+`
+
+// historyLua reads a channel's history, atomically with its position. It
+// returns {epoch, offset, recovered (0 or 1), entries}, entries as XRANGE
+// gives them (newest first without since). A channel without meta hash
+// gets a fresh epoch at offset 0 when create is "1", and otherwise the reply
+// {"", 0, 0, {}}.
+//
+// KEYS: stream, meta. ARGV: since offset ("" for none), since epoch, limit,
+// create ("1" or "0"), a fresh epoch, TTL in milliseconds.
+const historyLua = `
+local m = redis.call('HMGET', KEYS[2], 'e', 'o')
+local epoch, off = m[1], tonumber(m[2] or 0)
+if not epoch then
+  if ARGV[4] ~= '1' then return {'', 0, 0, {}} end
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  return {epoch, 0, 0, {}}
+end
+local limit = tonumber(ARGV[3])
+if ARGV[1] == '' then
+  if limit <= 0 or off == 0 then return {epoch, off, 0, {}} end
+  return {epoch, off, 0, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', limit)}
+end
+local since = tonumber(ARGV[1])
+if ARGV[2] ~= epoch or since > off then return {epoch, off, 0, {}} end
+if since == off then return {epoch, off, 1, {}} end
+if limit <= 0 then return {epoch, off, 0, {}} end
+local from = string.format('%d-0', since + 1)
+local entries = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', limit)
+if #entries == 0 or entries[1][1] ~= from then return {epoch, off, 0, {}} end
+local recovered = 0
+if since + #entries == off then recovered = 1 end
+return {epoch, off, recovered, entries}
+`

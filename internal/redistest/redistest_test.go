@@ -1,0 +1,99 @@
+package redistest
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// do runs one command on a fresh connection and returns the reply line.
+func do(t *testing.T, s *Server, args ...string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.Addr(), err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(conn)
+	if s.opts.Password != "" {
+		if err := command(conn, r, "AUTH", s.opts.Password); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
+	for _, a := range args {
+		b.WriteString("$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n")
+	}
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(line, "$") && line != "$-1\r\n" {
+		line, err = r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.TrimSpace(line)
+}
+
+func TestKillRestart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		opts    *Options
+		wantKey string // GET k after a restart
+	}{
+		{name: "InMemory", opts: nil, wantKey: "$-1"},
+		{name: "Persistent", opts: &Options{Persistence: true}, wantKey: "v"},
+		{name: "Password", opts: &Options{Password: "s3cret"}, wantKey: "$-1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := Start(t, tc.opts)
+			if strings.HasSuffix(s.Addr(), ":6379") {
+				t.Fatal("started on the default port")
+			}
+			if got := do(t, s, "SET", "k", "v"); got != "+OK" {
+				t.Fatalf("SET: %s", got)
+			}
+			addr := s.Addr()
+			s.Kill()
+			if s.Running() {
+				t.Fatal("running after Kill")
+			}
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Fatal("still accepting connections after Kill")
+			}
+			s.Kill() // a no-op
+			s.Restart()
+			if s.Addr() != addr {
+				t.Fatalf("restarted on %s, was %s", s.Addr(), addr)
+			}
+			if got := do(t, s, "GET", "k"); got != tc.wantKey {
+				t.Errorf("GET after restart: %s, want %s", got, tc.wantKey)
+			}
+			if tc.opts != nil && tc.opts.Password != "" {
+				if !strings.Contains(s.URL(), ":s3cret@") {
+					t.Errorf("URL %s lacks the password", s.URL())
+				}
+			}
+		})
+	}
+}

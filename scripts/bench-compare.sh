@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# bench-compare.sh runs the same load against the seed server (Node, ws +
+# ioredis; two instances sharing a Redis) and against switchboard (two
+# instances sharing the same kind of Redis), on this machine, over loopback,
+# and writes the results: JSON lines, the tables and an HTML report.
+#
+#   scripts/bench-compare.sh [SEED_DIR]        (or make bench-compare)
+#
+# SEED_DIR holds the seed's server.js (default: $SEED_DIR or ../shared/seed
+# beside the repository). Knobs (environment): OUT (results directory),
+# SUBS (1000), RATE (200), SIZE (100), DURATION (10s), STEP (3s),
+# IDLE_CONNS (10000), IDLE_HOLD (5s), CONNECT_CONNS (5000), SIDES ("seed switchboard").
+#
+# Needs: go, node + npm (npm install ws ioredis into a temporary directory),
+# redis-server. It starts its own redis-server on a free port and kills
+# everything it started when it exits.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SEED_DIR=${1:-${SEED_DIR:-$ROOT/../shared/seed}}
+SUBS=${SUBS:-1000}
+RATE=${RATE:-200}
+SIZE=${SIZE:-100}
+DURATION=${DURATION:-10s}
+STEP=${STEP:-3s}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_HOLD=${IDLE_HOLD:-5s}
+CONNECT_CONNS=${CONNECT_CONNS:-5000}
+SIDES=${SIDES:-seed switchboard}
+OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-$(date +%Y%m%d-%H%M%S)}
+
+[ -f "$SEED_DIR/server.js" ] || { echo "no server.js in SEED_DIR=$SEED_DIR" >&2; exit 2; }
+for cmd in go node npm redis-server python3; do
+	command -v "$cmd" >/dev/null || { echo "bench-compare: $cmd is required" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/bench-compare.XXXXXX)
+PIDS=()  # every process this script started, killed on exit
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '== %s\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # port: wait up to 10 s for a listener
+	local i
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on port $1" >&2
+	return 1
+}
+stop() { # pid...: stop processes this script started
+	local p
+	for p in "$@"; do kill "$p" 2>/dev/null || true; done
+	for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+ulimit -n "$(ulimit -Hn)" # servers and the bench tool hold 10,000+ sockets
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+log "building switchboard and switchboard-bench"
+(cd "$ROOT" && go build -o "$WORK/switchboard" ./cmd/switchboard && go build -o "$WORK/switchboard-bench" ./cmd/switchboard-bench)
+BENCH=$WORK/switchboard-bench
+
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_port "$REDIS_PORT"
+log "redis-server on $REDIS_PORT (pid $REDIS_PID)"
+
+if [[ " $SIDES " == *" seed "* ]]; then
+	log "installing the seed's dependencies (ws, ioredis)"
+	mkdir -p "$WORK/seed"
+	cp "$SEED_DIR/server.js" "$WORK/seed/"
+	(cd "$WORK/seed" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error ws ioredis >/dev/null)
+fi
+
+# Each start_* function starts the instances of one side and sets URLS
+# (comma-separated), SRV_PIDS (bench flags) and RUNNING (pids).
+start_seed() {
+	local p1 p2
+	p1=$(free_port)
+	p2=$(free_port)
+	(cd "$WORK/seed" && PORT=$p1 REDIS_PORT=$REDIS_PORT exec node server.js >"$WORK/seed1.log" 2>&1) &
+	RUNNING=($!)
+	(cd "$WORK/seed" && PORT=$p2 REDIS_PORT=$REDIS_PORT exec node server.js >"$WORK/seed2.log" 2>&1) &
+	RUNNING+=($!)
+	PIDS+=("${RUNNING[@]}")
+	wait_port "$p1"
+	wait_port "$p2"
+	URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
+	SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
+	NOTE="seed: 2 Node instances, Redis Pub/Sub"
+}
+
+SWITCHBOARD_REDIS=unknown
+start_switchboard() {
+	local p1 p2
+	p1=$(free_port)
+	p2=$(free_port)
+	if [ "$SWITCHBOARD_REDIS" != no ]; then
+		"$WORK/switchboard" --addr "127.0.0.1:$p1" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn >"$WORK/sb1.log" 2>&1 &
+		RUNNING=($!)
+		PIDS+=("${RUNNING[0]}")
+		sleep 1
+		if kill -0 "${RUNNING[0]}" 2>/dev/null && wait_port "$p1"; then
+			SWITCHBOARD_REDIS=yes
+			"$WORK/switchboard" --addr "127.0.0.1:$p2" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn >"$WORK/sb2.log" 2>&1 &
+			RUNNING+=($!)
+			PIDS+=("${RUNNING[1]}")
+			wait_port "$p2"
+			URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
+			SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
+			NOTE="switchboard: 2 instances, Redis broker"
+			return
+		fi
+		SWITCHBOARD_REDIS=no
+		log "switchboard --redis does not work yet ($(tail -1 "$WORK/sb1.log")); using ONE instance with the memory broker"
+	fi
+	"$WORK/switchboard" --addr "127.0.0.1:$p1" --log-level warn >"$WORK/sb1.log" 2>&1 &
+	RUNNING=($!)
+	PIDS+=("${RUNNING[0]}")
+	wait_port "$p1"
+	URLS=ws://127.0.0.1:$p1
+	SRV_PIDS="--server-pid ${RUNNING[0]}"
+	NOTE="switchboard: 1 instance, memory broker (the Redis broker is not ready)"
+}
+
+bench() { # label scenario flags...: run one scenario, append its results
+	local label=$1 scenario=$2
+	shift 2
+	log "$label: $scenario $*"
+	# shellcheck disable=SC2086 # SRV_PIDS holds several flags
+	"$BENCH" "$scenario" --label "$label" --url "$URLS" $SRV_PIDS --json "$RESULTS" --quiet "$@" | tee -a "$OUT/tables.txt" ||
+		log "$label: $scenario failed (recorded what it measured)"
+}
+
+for side in $SIDES; do
+	# Fresh instances for each group, so that one scenario's memory and
+	# connections do not weigh on the next.
+	"start_$side"
+	log "$NOTE"
+	echo "$NOTE" >>"$OUT/notes.txt"
+	bench "$side" broadcast --dialect raw --subs "$SUBS" --rate "$RATE" --size "$SIZE" --duration "$DURATION"
+	stop "${RUNNING[@]}" # a server that fell behind must not carry its backlog into the ramp
+
+	"start_$side"
+	bench "$side" ramp --dialect raw --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
+	stop "${RUNNING[@]}"
+
+	"start_$side"
+	bench "$side" idle --dialect raw --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
+	stop "${RUNNING[@]}"
+
+	"start_$side"
+	bench "$side" connect --dialect raw --conns "$CONNECT_CONNS" --concurrency 64
+	stop "${RUNNING[@]}"
+done
+
+"$BENCH" report --in "$RESULTS" --html "$OUT/report.html" >"$OUT/summary.txt"
+cat "$OUT/summary.txt"
+log "results: $RESULTS, $OUT/summary.txt, $OUT/report.html"
