@@ -48,6 +48,7 @@ func Run(t *testing.T, f Factory) {
 		run    func(t *testing.T, s *suite)
 		shared bool // needs Factory.Shared
 		hist   bool // needs broker.Historian
+		pres   bool // needs broker.Presencer and broker.NodeCounter
 	}{
 		{name: "DeliveryAfterSubscribe", run: testDeliveryAfterSubscribe},
 		{name: "DataRoundTrip", run: testDataRoundTrip},
@@ -67,9 +68,15 @@ func Run(t *testing.T, f Factory) {
 		{name: "SharedDelivery", run: testSharedDelivery, shared: true},
 		{name: "SharedOrder", run: testSharedOrder, shared: true},
 		{name: "SharedHistory", run: testSharedHistory, shared: true, hist: true},
+		{name: "Presence", run: testPresence, pres: true},
+		{name: "PresenceExpires", run: testPresenceExpires, pres: true},
+		{name: "SharedPresence", run: testSharedPresence, pres: true, shared: true},
+		{name: "NodeCounts", run: testNodeCounts, pres: true},
 	}
 	probe := f.New(t)
 	_, historian := probe.(broker.Historian)
+	_, presencer := probe.(broker.Presencer)
+	_, counter := probe.(broker.NodeCounter)
 	ctx, cancel := context.WithTimeout(context.Background(), f.Timeout)
 	err := probe.Close(ctx)
 	cancel()
@@ -84,6 +91,9 @@ func Run(t *testing.T, f Factory) {
 			}
 			if tc.hist && !historian {
 				t.Skip("brokertest: the broker does not implement broker.Historian")
+			}
+			if tc.pres && !(presencer && counter) {
+				t.Skip("brokertest: the broker does not implement broker.Presencer and broker.NodeCounter")
 			}
 			tc.run(t, s)
 		})

@@ -38,11 +38,12 @@ var errNotReady = fmt.Errorf("memory: %w: %w", broker.ErrUnavailable, broker.Err
 
 // Broker is the in-process broker. Create it with New.
 type Broker struct {
-	cfg     Config
-	seed    maphash.Seed
-	handler atomic.Pointer[broker.Handler] // set by Start
-	closed  atomic.Bool
-	shards  [numShards]shard
+	cfg      Config
+	seed     maphash.Seed
+	handler  atomic.Pointer[broker.Handler] // set by Start
+	closed   atomic.Bool
+	shards   [numShards]shard
+	presence presence
 
 	startMu sync.Mutex    // guards started
 	started bool          // the janitor runs; guarded by startMu
@@ -310,7 +311,9 @@ func (b *Broker) janitor() {
 		case <-b.stop:
 			return
 		case <-t.C:
-			b.sweep(time.Now())
+			now := time.Now()
+			b.sweep(now)
+			b.presence.sweep(now)
 		}
 	}
 }

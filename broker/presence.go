@@ -1,0 +1,41 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// PresenceEntry is one client in a channel's presence.
+type PresenceEntry struct {
+	// Client is the client's id, unique across the cluster.
+	Client string `json:"client"`
+	// User is the authenticated user behind the client; empty when the
+	// connection carries none.
+	User string `json:"user,omitempty"`
+	// Node is the id of the node the client is connected to.
+	Node string `json:"node"`
+}
+
+// Presencer is implemented by brokers that keep who is in each channel,
+// across every node that shares the broker. An entry expires unless the
+// node that set it refreshes it within its ttl, so the clients of a node
+// that dies disappear by themselves.
+type Presencer interface {
+	// SetPresence adds entries to channel, or refreshes them; each expires
+	// ttl after this call unless set again.
+	SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error
+	// RemovePresence removes clients from channel's presence.
+	RemovePresence(ctx context.Context, channel string, clients ...string) error
+	// Presence returns channel's unexpired entries, in no set order.
+	Presence(ctx context.Context, channel string) ([]PresenceEntry, error)
+}
+
+// NodeCounter is implemented by brokers that can sum, across nodes, how
+// many clients each channel has.
+type NodeCounter interface {
+	// SetNodeChannels replaces node's subscriber counts per channel; they
+	// expire ttl after this call unless set again.
+	SetNodeChannels(ctx context.Context, node string, counts map[string]int, ttl time.Duration) error
+	// ClusterChannels returns the sum of every live node's counts.
+	ClusterChannels(ctx context.Context) (map[string]int, error)
+}
