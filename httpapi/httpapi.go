@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -49,6 +50,7 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("POST /api/broadcast", h.auth(h.broadcast))
 	h.mux.HandleFunc("GET /api/channels", h.auth(h.channels))
 	h.mux.HandleFunc("GET /api/history", h.auth(h.history))
+	h.mux.HandleFunc("GET /api/presence", h.auth(h.presence))
 	h.mux.HandleFunc("/api/", h.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such API request: "+r.Method+" "+r.URL.Path))
 	}))
@@ -214,9 +216,36 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"epoch": res.Pos.Epoch, "offset": res.Pos.Offset, "messages": msgs})
 }
 
-// channels lists the channels with subscribers on this node.
+// presence lists who is in a channel across the cluster: ?channel=c.
+func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
+	ch := r.URL.Query().Get("channel")
+	if perr := protocol.ChannelError(ch); perr != nil {
+		writeError(w, perr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	entries, err := h.cfg.Hub.Presence(ctx, ch)
+	if err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	if entries == nil {
+		entries = []broker.PresenceEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"clients": entries})
+}
+
+// channels lists the channels with subscribers across the cluster, with
+// their subscriber counts.
 func (h *Handler) channels(w http.ResponseWriter, r *http.Request) {
-	counts := h.cfg.Hub.Channels()
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	counts, err := h.cfg.Hub.ClusterChannels(ctx)
+	if err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
 	type entry struct {
 		Channel     string `json:"channel"`
 		Subscribers int    `json:"subscribers"`

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,10 @@ type Config struct {
 	// RequestTimeout bounds each broker call made for a client request.
 	// Default 5s.
 	RequestTimeout time.Duration
+	// PresenceTTL is how long a presence entry (and this node's channel
+	// counts) outlives its last refresh; a dead node's clients leave
+	// presence within it. Default 30s.
+	PresenceTTL time.Duration
 	// Default holds the options of the default namespace, and of every
 	// namespace without its own entry in Namespaces.
 	Default NamespaceOptions
@@ -76,6 +81,9 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
+	if c.PresenceTTL <= 0 {
+		c.PresenceTTL = 30 * time.Second
+	}
 }
 
 const (
@@ -106,6 +114,7 @@ type Hub struct {
 	bg       sync.WaitGroup // gap fillers
 
 	writers     writerPool
+	presenceQ   chan presenceOp // leaves for the presence loop
 	stats       Stats
 	lastRawWarn atomic.Int64 // unix nanos of the last logged raw publish failure
 }
@@ -156,6 +165,8 @@ func New(cfg Config) (*Hub, error) {
 		log:    cfg.Logger,
 		seed:   maphash.MakeSeed(),
 		stop:   make(chan struct{}),
+
+		presenceQ: make(chan presenceOp, 4096),
 	}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
@@ -172,8 +183,9 @@ func (h *Hub) Start(ctx context.Context) error {
 		return err
 	}
 	h.writers.start()
-	h.done.Add(1)
+	h.done.Add(2)
 	go h.pingLoop()
+	go h.presenceLoop()
 	return nil
 }
 
@@ -214,6 +226,10 @@ func (h *Hub) subLock(ch string) *sync.Mutex {
 // Messages with a position (channels with history) go through the
 // channel's sequencer first, which drops duplicates and fills gaps.
 func (h *Hub) HandleMessage(m broker.Message) {
+	if strings.HasSuffix(m.Channel, eventSuffix) {
+		h.handleEvent(m)
+		return
+	}
 	sh := h.shard(m.Channel)
 	if m.Pos.IsZero() {
 		sh.mu.RLock()
@@ -328,15 +344,15 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 		sh.channels[name] = ch
 	}
 	sh.mu.Unlock()
+	opts := h.options(name)
 	if !ch.brokerSubscribed {
-		if err := h.broker.Subscribe(ctx, name); err != nil {
+		if err := h.broker.Subscribe(ctx, brokerChannels(name, opts)...); err != nil {
 			h.dropIfUnused(sh, name, ch)
 			return err
 		}
 		ch.brokerSubscribed = true
 		h.stats.BrokerChannels.Add(1)
 	}
-	opts := h.options(name)
 	hist, _ := h.broker.(broker.Historian)
 	if opts.HistorySize <= 0 || hist == nil {
 		sh.mu.Lock()
@@ -345,6 +361,7 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 			c.enqueue(reply(broker.Position{}, nil))
 		}
 		sh.mu.Unlock()
+		h.joined(ctx, c, name, opts)
 		return nil
 	}
 
@@ -388,6 +405,7 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 	}
 	h.addLocked(ch, c)
 	sh.mu.Unlock()
+	h.joined(ctx, c, name, opts)
 	return nil
 }
 
@@ -444,6 +462,7 @@ func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
 		ch.subs = ch.subs[:last]
 		delete(ch.index, c)
 		h.stats.Subscriptions.Add(-1)
+		h.left(c, name)
 	}
 	if reply != nil {
 		c.enqueue(reply)
@@ -475,7 +494,7 @@ func (h *Hub) releaseChannel(name string) {
 	h.stats.BrokerChannels.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	if err := h.broker.Unsubscribe(ctx, name); err != nil && !errors.Is(err, broker.ErrClosed) {
+	if err := h.broker.Unsubscribe(ctx, brokerChannels(name, h.options(name))...); err != nil && !errors.Is(err, broker.ErrClosed) {
 		h.log.Warn("broker unsubscribe failed", "channel", name, "err", err)
 	}
 }

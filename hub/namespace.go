@@ -19,6 +19,12 @@ type NamespaceOptions struct {
 	HistoryTTL time.Duration
 	// ReadOnly forbids clients to publish; the HTTP API still may.
 	ReadOnly bool
+	// Presence keeps who is in each channel, across the cluster, for the
+	// presence request and GET /api/presence.
+	Presence bool
+	// JoinLeave sends join and leave events to a channel's native
+	// subscribers when a client subscribes or leaves.
+	JoinLeave bool
 }
 
 func (o NamespaceOptions) publishOptions() broker.PublishOptions {

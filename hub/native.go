@@ -45,7 +45,7 @@ func (c *Client) HandleFrame(payload []byte) {
 	case protocol.OpHistory:
 		c.handleHistory(req)
 	case protocol.OpPresence:
-		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, "presence is not enabled for channel "+req.Channel))
+		c.handlePresence(req)
 	}
 }
 
@@ -117,6 +117,19 @@ func (c *Client) handleHistory(req protocol.Request) {
 	}
 	b := protocol.AppendHistoryReply(c.replyStart(), req.ID, wirePosition(res.Pos), len(res.Messages),
 		func(i int) (uint64, []byte) { return res.Messages[i].Pos.Offset, res.Messages[i].Data })
+	c.reply(b)
+}
+
+func (c *Client) handlePresence(req protocol.Request) {
+	ctx, cancel := c.requestContext()
+	defer cancel()
+	entries, err := c.hub.Presence(ctx, req.Channel)
+	if err != nil {
+		c.replyError(req.ID, brokerError(err))
+		return
+	}
+	b := protocol.AppendPresenceReply(c.replyStart(), req.ID, len(entries),
+		func(i int) (string, string) { return entries[i].Client, entries[i].User })
 	c.reply(b)
 }
 

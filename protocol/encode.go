@@ -61,6 +61,27 @@ func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int)
 	return append(b, `]}`...)
 }
 
+// AppendPresenceReply appends a presence reply with n clients; at(i)
+// returns client i's id and user (omitted when empty).
+func AppendPresenceReply(b []byte, id uint64, n int, at func(i int) (client, user string)) []byte {
+	b = appendReplyStart(b, id)
+	b = append(b, `,"clients":[`...)
+	for i := range n {
+		client, user := at(i)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"client":`...)
+		b = AppendString(b, client)
+		if user != "" {
+			b = append(b, `,"user":`...)
+			b = AppendString(b, user)
+		}
+		b = append(b, '}')
+	}
+	return append(b, `]}`...)
+}
+
 // AppendError appends a failed reply to request id.
 func AppendError(b []byte, id uint64, e *Error) []byte {
 	b = append(b, `{"id":`...)

@@ -57,6 +57,9 @@ type Config struct {
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
+	// PresenceTTL is how long a presence entry outlives its node's last
+	// refresh. Default 30s.
+	PresenceTTL time.Duration
 	// Default holds the options of the default namespace and of every
 	// namespace not in Namespaces (history, read-only).
 	Default hub.NamespaceOptions
@@ -105,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		UnsubscribeDelay: cfg.UnsubscribeDelay,
 		Default:          cfg.Default,
 		Namespaces:       cfg.Namespaces,
+		PresenceTTL:      cfg.PresenceTTL,
 	})
 	if err != nil {
 		return nil, err

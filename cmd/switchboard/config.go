@@ -22,6 +22,7 @@ import (
 //	  default: {history_size: 100, history_ttl: 10m}
 //	  chat:    {history_size: 500, history_ttl: 1h}
 //	  news:    {history_size: 50, read_only: true}
+//	  rooms:   {presence: true, join_leave: true}
 type fileConfig struct {
 	Namespaces map[string]namespaceConfig `yaml:"namespaces"`
 }
@@ -30,10 +31,13 @@ type namespaceConfig struct {
 	HistorySize int           `yaml:"history_size"`
 	HistoryTTL  time.Duration `yaml:"history_ttl"`
 	ReadOnly    bool          `yaml:"read_only"`
+	Presence    bool          `yaml:"presence"`
+	JoinLeave   bool          `yaml:"join_leave"`
 }
 
 func (n namespaceConfig) options() hub.NamespaceOptions {
-	return hub.NamespaceOptions{HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, ReadOnly: n.ReadOnly}
+	return hub.NamespaceOptions{HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, ReadOnly: n.ReadOnly,
+		Presence: n.Presence, JoinLeave: n.JoinLeave}
 }
 
 // namespaces returns the default namespace's options and the others', from
@@ -72,6 +76,12 @@ func (o *options) namespaces() (hub.NamespaceOptions, map[string]hub.NamespaceOp
 	}
 	if o.given["history-ttl"] || o.configFile == "" {
 		def.HistoryTTL = o.historyTTL
+	}
+	if o.given["presence"] || o.configFile == "" {
+		def.Presence = o.presence
+	}
+	if o.given["join-leave"] || o.configFile == "" {
+		def.JoinLeave = o.joinLeave
 	}
 	if def.HistorySize < 0 || def.HistoryTTL < 0 {
 		return def, nil, errors.New("--history-size and --history-ttl must not be negative")

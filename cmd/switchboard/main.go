@@ -51,6 +51,9 @@ type options struct {
 	configFile       string
 	historySize      int
 	historyTTL       time.Duration
+	presence         bool
+	joinLeave        bool
+	presenceTTL      time.Duration
 	given            map[string]bool // the flags given on the command line or in the environment
 }
 
@@ -84,6 +87,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.configFile, "config", "", "YAML file with per-namespace options (history_size, history_ttl, read_only); see README")
 	fs.IntVar(&o.historySize, "history-size", 0, "messages of history kept per channel of the default namespace, for recovery after reconnects; 0 keeps none")
 	fs.DurationVar(&o.historyTTL, "history-ttl", 24*time.Hour, "how long a channel's history lives after its last message")
+	fs.BoolVar(&o.presence, "presence", false, "keep who is in each channel of the default namespace (presence request, /api/presence)")
+	fs.BoolVar(&o.joinLeave, "join-leave", false, "send join and leave events to the default namespace's subscribers")
+	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named after it.\n\nOptions:\n")
@@ -136,6 +142,8 @@ func (o *options) validate() error {
 		return errors.New("--ping-interval must be at least 100ms")
 	case o.shutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
+	case o.presenceTTL < 300*time.Millisecond:
+		return errors.New("--presence-ttl must be at least 300ms")
 	}
 	return nil
 }
@@ -203,6 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		MaxSubscriptions: o.maxSubscriptions,
 		SendQueueBytes:   o.sendQueueBytes,
 		PingInterval:     o.pingInterval,
+		PresenceTTL:      o.presenceTTL,
 		Default:          defNS,
 		Namespaces:       namedNS,
 	})
