@@ -7,8 +7,11 @@
 // masking), so the server owns its buffers and its write path: server frames
 // are encoded once by the hub and written as they are to every subscriber.
 //
-// The read loop runs in the HTTP handler's goroutine, which after the
-// upgrade belongs to the connection: ServeNative and ServeRaw return when
-// the connection has ended and its client is finished. A Server is safe for
+// After the upgrade, ServeNative and ServeRaw start the connection's read
+// loop on a goroutine of its own and return, so the HTTP handler's grown
+// stack is freed: an idle connection costs its reader's small stack, a few
+// hundred bytes of state, and no buffer (frames are read straight from the
+// socket). The read loop ends with the connection and calls the client's
+// Finish; the hub waits for every client at Shutdown. A Server is safe for
 // concurrent use.
 package transport
