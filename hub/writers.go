@@ -18,6 +18,7 @@ type writerPool struct {
 	head    int       // guarded by mu; index of the oldest entry
 	n       int       // guarded by mu; number of entries
 	waiting int       // guarded by mu; writers blocked in pop
+	workers int       // set by start
 	stopped bool      // guarded by mu
 	wg      sync.WaitGroup
 }
@@ -26,11 +27,16 @@ type writerPool struct {
 func (p *writerPool) start() {
 	p.cond.L = &p.mu
 	n := max(runtime.GOMAXPROCS(0), 2)
+	p.workers = n
 	p.wg.Add(n)
 	for range n {
 		go p.run()
 	}
 }
+
+// wakeBacklog is how many ready clients per running writer justify waking
+// another writer.
+const wakeBacklog = 64
 
 // push schedules c. c.mu may be held: the pool's lock comes after it.
 func (p *writerPool) push(c *Client) {
@@ -40,7 +46,12 @@ func (p *writerPool) push(c *Client) {
 	}
 	p.ring[(p.head+p.n)%len(p.ring)] = c
 	p.n++
-	wake := p.waiting > 0
+	// Waking a writer costs a futex call, as much as a small write: wake
+	// one only when none is running, or when the running ones have more
+	// than wakeBacklog clients each waiting. A fan-out to 1,000 clients
+	// then wakes one or two writers, not 1,000.
+	active := p.workers - p.waiting
+	wake := p.waiting > 0 && (active == 0 || p.n > active*wakeBacklog)
 	p.mu.Unlock()
 	if wake {
 		p.cond.Signal()
