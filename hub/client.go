@@ -250,46 +250,39 @@ func consume(batch [][]byte, n int) [][]byte {
 func (c *Client) writeLoop(rest [][]byte) {
 	t := c.t
 	if rest != nil {
-		n := 0
-		for _, f := range rest {
-			n += len(f)
-		}
-		frames := len(rest)
-		err := t.WriteFrames(rest)
-		clear(rest)
-		c.hub.stats.Writes.Add(1)
-		c.hub.stats.FramesWritten.Add(uint64(frames))
-		c.mu.Lock()
-		c.queued -= n
-		if err != nil {
-			c.brokenLocked()
-		}
-		c.mu.Unlock()
+		c.writeBlocking(t, rest)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.queue) > 0 {
 		batch := c.takeLocked()
 		c.mu.Unlock()
-
-		n := 0
-		for _, f := range batch {
-			n += len(f)
-		}
-		frames := len(batch)
-		err := t.WriteFrames(batch)
-		clear(batch)
-		c.hub.stats.Writes.Add(1)
-		c.hub.stats.FramesWritten.Add(uint64(frames))
-
+		c.writeBlocking(t, batch)
 		c.mu.Lock()
-		c.queued -= n
 		c.keepSpareLocked(batch)
-		if err != nil {
-			c.brokenLocked()
-		}
 	}
 	c.finishFlushLocked()
+}
+
+// writeBlocking writes batch with the transport's blocking write and
+// accounts for it: counters, queued bytes, a broken connection. It clears
+// batch's entries so the frames can be collected.
+func (c *Client) writeBlocking(t Transport, batch [][]byte) {
+	n := 0
+	for _, f := range batch {
+		n += len(f)
+	}
+	frames := len(batch)
+	err := t.WriteFrames(batch)
+	clear(batch)
+	c.hub.stats.Writes.Add(1)
+	c.hub.stats.FramesWritten.Add(uint64(frames))
+	c.mu.Lock()
+	c.queued -= n
+	if err != nil {
+		c.brokenLocked()
+	}
+	c.mu.Unlock()
 }
 
 // Close closes the client with a close frame after whatever is already

@@ -175,11 +175,11 @@ func (b *lossyBroker) Start(ctx context.Context, h broker.Handler) error {
 	}))
 }
 
-// TestNodeFillsGap checks that a node that missed messages fills the gap
-// from history before delivering newer ones.
-func TestNodeFillsGap(t *testing.T) {
+// newLossyHub returns a hub with history whose broker drops messages while
+// told to.
+func newLossyHub(t *testing.T) (*Hub, *lossyBroker) {
+	t.Helper()
 	h0, cb := newHub(t, Config{})
-	_ = h0
 	lb := &lossyBroker{countingBroker: cb}
 	h, err := New(Config{Broker: lb, Logger: h0.log, Default: NamespaceOptions{HistorySize: 100}})
 	if err != nil {
@@ -189,6 +189,13 @@ func TestNodeFillsGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return h, lb
+}
+
+// TestNodeFillsGap checks that a node that missed messages fills the gap
+// from history before delivering newer ones.
+func TestNodeFillsGap(t *testing.T) {
+	h, lb := newLossyHub(t)
 	c, ft := connect(t, h)
 	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
 	ft.waitFrames(t, 2)
@@ -218,16 +225,7 @@ func TestNodeFillsGap(t *testing.T) {
 // TestRestoreFillsGap: when the broker reports its subscriptions restored,
 // the node delivers what it missed without waiting for a newer message.
 func TestRestoreFillsGap(t *testing.T) {
-	h0, cb := newHub(t, Config{})
-	lb := &lossyBroker{countingBroker: cb}
-	h, err := New(Config{Broker: lb, Logger: h0.log, Default: NamespaceOptions{HistorySize: 100}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	h, lb := newLossyHub(t)
 	c, ft := connect(t, h)
 	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
 	ft.waitFrames(t, 2)

@@ -347,7 +347,15 @@ func TestSlowConsumer(t *testing.T) {
 	// Let the stuck writer finish its write: the close frame is next.
 	stuck.gate <- struct{}{}
 	stuck.gate <- struct{}{}
-	fs := stuck.waitFrames(t, 2)
+	var fs []frame
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fs = stuck.received(t)
+		if len(fs) > 0 && fs[len(fs)-1].op == opClose || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	last := fs[len(fs)-1]
 	if last.op != opClose || binary.BigEndian.Uint16(last.payload) != 4008 {
 		t.Fatalf("last frame to the slow client: op %x %q, want close 4008", last.op, last.payload)
