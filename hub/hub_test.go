@@ -607,3 +607,29 @@ func TestShortWrites(t *testing.T) {
 	c.Close(1000, "")
 	c.Finish()
 }
+
+// TestWriteDelay checks that with a write delay the frames queued within it
+// go out in one write.
+func TestWriteDelay(t *testing.T) {
+	h, _ := newHub(t, Config{WriteDelay: 100 * time.Millisecond})
+	c, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
+	c.Attach(pt)
+	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	pt.waitFrames(t, 1)
+	before := pt.tries.Load()
+	for i := range 10 {
+		if _, err := h.Publish(context.Background(), "c", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pt.waitFrames(t, 11)
+	if n := pt.tries.Load() - before; n > 2 {
+		t.Errorf("10 frames queued within the delay took %d writes", n)
+	}
+	c.Close(1000, "")
+	c.Finish()
+}

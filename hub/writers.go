@@ -3,6 +3,7 @@ package hub
 import (
 	"runtime"
 	"sync"
+	"time"
 )
 
 // writerPool is the hub's pool of writer goroutines. Clients with queued
@@ -11,16 +12,28 @@ import (
 // non-blocking writev, and puts it back at the end if more arrived
 // meanwhile. The FIFO grows to the number of clients once and is then
 // reused, so scheduling a client allocates nothing.
+//
+// With a delay, an entry is written no sooner than delay after it was
+// scheduled, so that more frames gather for one write: fewer system calls
+// per delivery at the price of that much latency. Entries share one delay,
+// so the FIFO is also in order of due time.
 type writerPool struct {
+	delay   time.Duration // set before start
 	mu      sync.Mutex
 	cond    sync.Cond
-	ring    []*Client // guarded by mu; a circular buffer
-	head    int       // guarded by mu; index of the oldest entry
-	n       int       // guarded by mu; number of entries
-	waiting int       // guarded by mu; writers blocked in pop
-	workers int       // set by start
-	stopped bool      // guarded by mu
+	ring    []ready // guarded by mu; a circular buffer
+	head    int     // guarded by mu; index of the oldest entry
+	n       int     // guarded by mu; number of entries
+	waiting int     // guarded by mu; writers blocked in pop
+	workers int     // set by start
+	stopped bool    // guarded by mu
 	wg      sync.WaitGroup
+}
+
+// ready is a scheduled client and when it is due (zero without delay).
+type ready struct {
+	c   *Client
+	due time.Time
 }
 
 // start starts one writer per CPU.
@@ -44,7 +57,11 @@ func (p *writerPool) push(c *Client) {
 	if p.n == len(p.ring) {
 		p.grow()
 	}
-	p.ring[(p.head+p.n)%len(p.ring)] = c
+	r := ready{c: c}
+	if p.delay > 0 {
+		r.due = time.Now().Add(p.delay)
+	}
+	p.ring[(p.head+p.n)%len(p.ring)] = r
 	p.n++
 	// Waking a writer costs a futex call, as much as a small write: wake
 	// one only when none is running, or when the running ones have more
@@ -60,7 +77,7 @@ func (p *writerPool) push(c *Client) {
 
 // grow doubles the ring. p.mu must be held.
 func (p *writerPool) grow() {
-	ring := make([]*Client, max(2*len(p.ring), 256))
+	ring := make([]ready, max(2*len(p.ring), 256))
 	for i := range p.n {
 		ring[i] = p.ring[(p.head+i)%len(p.ring)]
 	}
@@ -69,7 +86,7 @@ func (p *writerPool) grow() {
 
 // pop returns the next ready client, waiting for one; ok is false once the
 // pool is stopped.
-func (p *writerPool) pop() (c *Client, ok bool) {
+func (p *writerPool) pop() (r ready, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.n == 0 && !p.stopped {
@@ -78,25 +95,30 @@ func (p *writerPool) pop() (c *Client, ok bool) {
 		p.waiting--
 	}
 	if p.stopped {
-		return nil, false
+		return ready{}, false
 	}
-	c = p.ring[p.head]
-	p.ring[p.head] = nil
+	r = p.ring[p.head]
+	p.ring[p.head] = ready{}
 	p.head = (p.head + 1) % len(p.ring)
 	p.n--
-	return c, true
+	return r, true
 }
 
 // run is one writer goroutine; the hub owns it and stop waits for it.
 func (p *writerPool) run() {
 	defer p.wg.Done()
 	for {
-		c, ok := p.pop()
+		r, ok := p.pop()
 		if !ok {
 			return
 		}
-		if c.flushNow() {
-			p.push(c)
+		if !r.due.IsZero() {
+			if d := time.Until(r.due); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		if r.c.flushNow() {
+			p.push(r.c)
 		}
 	}
 }
@@ -107,8 +129,8 @@ func (p *writerPool) stop() {
 	p.mu.Lock()
 	p.stopped = true
 	for p.n > 0 {
-		c := p.ring[p.head]
-		p.ring[p.head] = nil
+		c := p.ring[p.head].c
+		p.ring[p.head] = ready{}
 		p.head = (p.head + 1) % len(p.ring)
 		p.n--
 		c.mu.Lock()

@@ -57,6 +57,8 @@ type Config struct {
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
+	// WriteDelay holds writes back to batch frames (see hub.Config).
+	WriteDelay time.Duration
 	// PresenceTTL is how long a presence entry outlives its node's last
 	// refresh. Default 30s.
 	PresenceTTL time.Duration
@@ -109,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		Default:          cfg.Default,
 		Namespaces:       cfg.Namespaces,
 		PresenceTTL:      cfg.PresenceTTL,
+		WriteDelay:       cfg.WriteDelay,
 	})
 	if err != nil {
 		return nil, err
