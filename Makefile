@@ -41,8 +41,14 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 
-test-js:
+test-js: clients/js/node_modules
 	cd clients/js && npm test
+
+# The JavaScript tests' dependencies (ws, playwright-core), installed on
+# first use from the lock file.
+clients/js/node_modules: clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+	touch $@
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...
@@ -57,6 +63,5 @@ bench-compare:
 check: fmt-check lint test
 
 # tools installs what lint and the JavaScript tests need.
-tools:
+tools: clients/js/node_modules
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
-	cd clients/js && npm ci --no-audit --no-fund
