@@ -8,14 +8,27 @@
 // connection's reader. A publish goes to the Broker; the broker hands every
 // message of a subscribed channel back to Hub.HandleMessage, which encodes the
 // WebSocket frame once per dialect and appends the same immutable bytes to
-// each subscriber's send queue. A connection's writer goroutine exists only
-// while its queue has frames: it takes everything queued and hands it to the
-// Transport in one call (one writev), and exits when the queue is empty, so an
-// idle connection costs no goroutine of its own.
+// each subscriber's send queue. A writer takes everything queued for a
+// connection and hands it to the Transport in one call (one writev); an idle
+// connection has no writer goroutine of its own.
 //
-// A queue never grows past Config.SendQueueBytes: a client that does not read
-// fast enough is closed with 4008 and counted, and publishing never waits for
-// it.
+// Clients whose transport can write without blocking are flushed by a small
+// pool of writer goroutines (writerPool); a client whose socket is full gets
+// a goroutine of its own until it drains, so one slow reader never holds a
+// pool writer. A queue never grows past Config.SendQueueBytes: a client that
+// does not read fast enough is closed with 4008 and counted, and publishing
+// never waits for it.
+//
+// # History, recovery and presence
+//
+// Channels whose namespace keeps history carry positions. A subscribe reads
+// the channel's history while the live messages are held for the new
+// subscriber (channel.pending), so the reply's position, the recovered
+// messages and the live ones follow each other with no gap and no
+// duplicate. A per-channel sequencer (sequence.go) drops what the node
+// already delivered and fills from history the messages the node missed
+// while its broker subscription was down. Presence entries and join/leave
+// events (presence.go) go through the broker so that every node sees them.
 //
 // # Broker subscriptions
 //
@@ -28,13 +41,16 @@
 // Locks are taken in this order, never the other way: a channel's stripe
 // lock (Hub.subLocks, serializes broker subscribe and unsubscribe of that
 // channel), then the channel's shard lock (shard.mu, guards the subscriber
-// lists), then a client's queue lock (Client.mu). The client registry's lock
+// lists and the sequencer), then a client's queue lock (Client.mu), then the
+// writer pool's lock (writerPool.mu). The client registry's lock
 // (Hub.clientsMu) is never held while another is taken. No lock is held
-// while writing to a socket.
+// while writing to a socket, nor while waiting on the broker except the
+// stripe lock during a subscribe.
 //
-// The hub owns one goroutine (the pinger) from Start to Shutdown. Each client
-// owns its writer goroutine and waits for it in Finish. The reader goroutine
-// belongs to the transport that created the client.
+// The hub owns its goroutines from Start to Shutdown: the pinger, the
+// presence loop, the writer pool, and the gap fillers (Hub.bg). A client's
+// own blocking writer is counted by the client and waited for in Finish.
+// The reader goroutine belongs to the transport that created the client.
 //
 // All exported methods of Hub are safe for concurrent use. A Client's
 // HandleFrame and Finish must be called from its reader goroutine only.
