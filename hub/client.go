@@ -74,6 +74,10 @@ type Client struct {
 	subs map[string]struct{}
 	// rawChannel is the raw dialect's channel; set before Attach.
 	rawChannel string
+	// tokens and refilled are the rate limiter's bucket (Config.ClientRate),
+	// owned by the reader goroutine.
+	tokens   float64
+	refilled time.Time
 }
 
 // NewClient registers a new client of the given dialect. It fails with
@@ -358,6 +362,27 @@ func (c *Client) Finish() {
 	c.queue, c.spare = nil, nil
 	c.mu.Unlock()
 	c.hub.unregister(c)
+}
+
+// allow takes one token from the client's bucket: ClientRate tokens a
+// second, at most ClientBurst saved. It always allows without a rate.
+func (c *Client) allow() bool {
+	rate := c.hub.cfg.ClientRate
+	if rate <= 0 {
+		return true
+	}
+	now := time.Now()
+	if c.refilled.IsZero() {
+		c.tokens = float64(c.hub.cfg.ClientBurst)
+	} else {
+		c.tokens = min(float64(c.hub.cfg.ClientBurst), c.tokens+now.Sub(c.refilled).Seconds()*rate)
+	}
+	c.refilled = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
 }
 
 // requestContext returns the context for a broker call made for one request.

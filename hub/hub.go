@@ -45,6 +45,11 @@ type Config struct {
 	// RequestTimeout bounds each broker call made for a client request.
 	// Default 5s.
 	RequestTimeout time.Duration
+	// ClientRate is how many frames a second one client may send, on
+	// average; zero (the default) sets no limit. ClientBurst is how many it
+	// may send at once; default twice ClientRate.
+	ClientRate  float64
+	ClientBurst int
 	// WriteDelay holds each connection's writes back this long after a
 	// frame is queued, so that more frames go out in one system call:
 	// less CPU per delivery at high rates, for that much latency. Zero
@@ -85,6 +90,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
+	}
+	if c.ClientRate > 0 && c.ClientBurst <= 0 {
+		c.ClientBurst = max(int(2*c.ClientRate), 1)
 	}
 	if c.PresenceTTL <= 0 {
 		c.PresenceTTL = 30 * time.Second

@@ -633,3 +633,32 @@ func TestWriteDelay(t *testing.T) {
 	c.Close(1000, "")
 	c.Finish()
 }
+
+// TestClientRate checks the token bucket: a burst passes, the rest of a
+// flood gets rate_limited, and the bucket refills.
+func TestClientRate(t *testing.T) {
+	h, _ := newHub(t, Config{ClientRate: 50, ClientBurst: 5})
+	c, ft := connect(t, h)
+	for i := range 8 {
+		c.HandleFrame(fmt.Appendf(nil, `{"id":%d,"op":"ping"}`, i+1))
+	}
+	fs := ft.waitFrames(t, 9)
+	for i, f := range fs[1:] {
+		var m struct {
+			OK    bool
+			Error struct{ Code string }
+		}
+		_ = json.Unmarshal(f.payload, &m)
+		if i < 5 && !m.OK || i >= 5 && m.Error.Code != "rate_limited" {
+			t.Errorf("request %d: %s", i+1, f.payload)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // 50/s refills 5 tokens
+	c.HandleFrame([]byte(`{"id":20,"op":"ping"}`))
+	if got := string(ft.waitFrames(t, 10)[9].payload); got != `{"id":20,"ok":true}` {
+		t.Errorf("after the refill: %s", got)
+	}
+	if n := h.Stats().RateLimited.Load(); n != 3 {
+		t.Errorf("rate limited = %d, want 3", n)
+	}
+}

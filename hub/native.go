@@ -23,12 +23,26 @@ func (c *Client) Welcome() {
 // HandleFrame handles one complete text frame read from the client: a
 // native request, or a raw message to publish. It returns when the request
 // is answered, so replies keep the order of requests.
+//
+// A client over Config.ClientRate is refused: a native request gets
+// rate_limited, a raw connection is closed with 4029.
 func (c *Client) HandleFrame(payload []byte) {
+	limited := !c.allow()
 	if c.dialect == Raw {
+		if limited {
+			c.hub.stats.RateLimited.Add(1)
+			c.Close(protocol.CloseRateLimited, "rate limited")
+			return
+		}
 		c.handleRaw(payload)
 		return
 	}
 	req, perr := protocol.DecodeRequest(payload)
+	if limited {
+		c.hub.stats.RateLimited.Add(1)
+		c.replyError(req.ID, protocol.Errorf(protocol.CodeRateLimited, "too many requests; slow down"))
+		return
+	}
 	if perr != nil {
 		c.replyError(req.ID, perr)
 		return

@@ -20,5 +20,6 @@ type Stats struct {
 	DuplicatesDropped atomic.Uint64 // history messages this node had already delivered
 	GapsFilled        atomic.Uint64 // missed messages recovered from history by the node
 	GapsLost          atomic.Uint64 // missed messages no longer in history
+	RateLimited       atomic.Uint64 // requests refused for going over the client rate
 	PresenceDropped   atomic.Uint64 // leaves not carried out: the presence queue was full
 }

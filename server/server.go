@@ -57,6 +57,9 @@ type Config struct {
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
+	// ClientRate limits the frames a client may send per second (zero:
+	// none); see hub.Config.
+	ClientRate float64
 	// WriteDelay holds writes back to batch frames (see hub.Config).
 	WriteDelay time.Duration
 	// PresenceTTL is how long a presence entry outlives its node's last
@@ -112,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		Namespaces:       cfg.Namespaces,
 		PresenceTTL:      cfg.PresenceTTL,
 		WriteDelay:       cfg.WriteDelay,
+		ClientRate:       cfg.ClientRate,
 	})
 	if err != nil {
 		return nil, err

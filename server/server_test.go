@@ -701,3 +701,12 @@ func httpPost(t testing.TB, url, body string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+func TestRawRateLimit(t *testing.T) {
+	n := start(t, server.Config{ClientRate: 1})
+	c := dial(t, n.ws("/raw/flood"), nil)
+	for range 5 {
+		c.send("x")
+	}
+	c.expectClose(4029)
+}

@@ -55,6 +55,7 @@ type options struct {
 	joinLeave        bool
 	presenceTTL      time.Duration
 	writeDelay       time.Duration
+	clientRate       float64
 	given            map[string]bool // the flags given on the command line or in the environment
 }
 
@@ -91,6 +92,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.BoolVar(&o.presence, "presence", false, "keep who is in each channel of the default namespace (presence request, /api/presence)")
 	fs.BoolVar(&o.joinLeave, "join-leave", false, "send join and leave events to the default namespace's subscribers")
 	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)")
+	fs.Float64Var(&o.clientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit")
 	fs.DurationVar(&o.writeDelay, "write-delay", 0, "hold each connection's writes back this long so more messages go out per system call (less CPU at high rates, that much more latency); 0 writes at once")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
 	fs.Usage = func() {
@@ -144,6 +146,8 @@ func (o *options) validate() error {
 		return errors.New("--ping-interval must be at least 100ms")
 	case o.shutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
+	case o.clientRate < 0:
+		return errors.New("--client-rate must not be negative")
 	case o.writeDelay < 0 || o.writeDelay > time.Second:
 		return errors.New("--write-delay must be between 0 and 1s")
 	case o.presenceTTL < 300*time.Millisecond:
@@ -217,6 +221,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		PingInterval:     o.pingInterval,
 		PresenceTTL:      o.presenceTTL,
 		WriteDelay:       o.writeDelay,
+		ClientRate:       o.clientRate,
 		Default:          defNS,
 		Namespaces:       namedNS,
 	})
