@@ -38,6 +38,26 @@ type PublishOptions struct {
 	// HistoryTTL is how long the history is kept after the channel's last
 	// publish. Zero with a HistorySize keeps it for a day.
 	HistoryTTL time.Duration
+	// IdempotencyKey, when set, makes the publish happen at most once per
+	// key and channel within IdempotencyTTL: a repeat publishes nothing and
+	// returns the first publish's position. A caller whose publish failed
+	// without knowing whether it reached the broker (the connection broke
+	// after the command was sent) retries with the same key, safely.
+	IdempotencyKey string
+	// IdempotencyTTL is how long a key is remembered. Zero means 5 minutes.
+	IdempotencyTTL time.Duration
+}
+
+// DefaultIdempotencyTTL is how long an idempotency key is remembered when
+// PublishOptions.IdempotencyTTL is zero.
+const DefaultIdempotencyTTL = 5 * time.Minute
+
+// IdempotencyWindow returns how long o's key is remembered.
+func (o PublishOptions) IdempotencyWindow() time.Duration {
+	if o.IdempotencyTTL > 0 {
+		return o.IdempotencyTTL
+	}
+	return DefaultIdempotencyTTL
 }
 
 // Handler receives the messages of the channels a broker is subscribed to.

@@ -81,9 +81,10 @@ func (h *Handler) auth(next http.HandlerFunc) http.HandlerFunc {
 }
 
 type publishRequest struct {
-	Channel  string          `json:"channel"`
-	Channels []string        `json:"channels"`
-	Data     json.RawMessage `json:"data"`
+	Channel        string          `json:"channel"`
+	Channels       []string        `json:"channels"`
+	Data           json.RawMessage `json:"data"`
+	IdempotencyKey string          `json:"idempotency_key"`
 }
 
 type positionReply struct {
@@ -114,6 +115,10 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (publishRequest
 		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "data is missing"))
 		return req, false
 	}
+	if len(req.IdempotencyKey) > protocol.MaxIdempotencyKeyLen {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "idempotency_key is longer than 128 bytes"))
+		return req, false
+	}
 	if len(req.Data) > h.cfg.MaxMessageBytes {
 		writeError(w, protocol.Errorf(protocol.CodeTooLarge, "data is larger than the message limit"))
 		return req, false
@@ -132,7 +137,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	pos, err := h.cfg.Hub.Publish(ctx, req.Channel, req.Data)
+	pos, err := h.cfg.Hub.Publish(ctx, req.Channel, req.Data, hub.WithIdempotencyKey(req.IdempotencyKey))
 	if err != nil {
 		writeError(w, hub.ErrorOf(err))
 		return
@@ -162,7 +167,7 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
 	var firstErr *protocol.Error
 	for i, ch := range req.Channels {
 		results[i].Channel = ch
-		pos, err := h.cfg.Hub.Publish(ctx, ch, req.Data)
+		pos, err := h.cfg.Hub.Publish(ctx, ch, req.Data, hub.WithIdempotencyKey(req.IdempotencyKey))
 		if err != nil {
 			e := hub.ErrorOf(err)
 			results[i].Error = &errorBody{Code: e.Code, Message: e.Message}

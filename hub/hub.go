@@ -300,15 +300,18 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 // While the broker reports it is not ready (its subscriptions are down, for
 // one), Publish fails at once: a message this node's own subscribers could
 // miss is refused rather than acknowledged.
-func (h *Hub) Publish(ctx context.Context, channel string, data []byte) (broker.Position, error) {
+func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options ...PublishOption) (broker.Position, error) {
 	if r, ok := h.broker.(broker.Readier); ok {
 		if err := r.Ready(); err != nil {
 			h.stats.PublishErrors.Add(1)
 			return broker.Position{}, err
 		}
 	}
-	opts := h.options(channel)
-	pos, err := h.broker.Publish(ctx, channel, data, opts.publishOptions())
+	opts := h.options(channel).publishOptions()
+	for _, o := range options {
+		o(&opts)
+	}
+	pos, err := h.broker.Publish(ctx, channel, data, opts)
 	if err != nil {
 		h.stats.PublishErrors.Add(1)
 		return pos, err
@@ -331,6 +334,16 @@ func (h *Hub) History(ctx context.Context, channel string, limit int) (broker.Hi
 		limit = opts.HistorySize
 	}
 	return hist.History(ctx, channel, broker.HistoryRequest{Limit: limit}, opts.publishOptions())
+}
+
+// PublishOption sets an optional parameter of one Publish.
+type PublishOption func(*broker.PublishOptions)
+
+// WithIdempotencyKey makes the publish happen at most once per key and
+// channel within broker.DefaultIdempotencyTTL: a retry after an uncertain
+// failure cannot publish twice. An empty key changes nothing.
+func WithIdempotencyKey(key string) PublishOption {
+	return func(o *broker.PublishOptions) { o.IdempotencyKey = key }
 }
 
 // replyFunc builds a subscribe reply from the channel's position and, for

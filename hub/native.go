@@ -76,7 +76,7 @@ func (c *Client) handlePublish(req protocol.Request) {
 	}
 	ctx, cancel := c.requestContext()
 	defer cancel()
-	pos, err := c.hub.Publish(ctx, req.Channel, req.Data)
+	pos, err := c.hub.Publish(ctx, req.Channel, req.Data, WithIdempotencyKey(req.IdempotencyKey))
 	if err != nil {
 		c.replyError(req.ID, brokerError(err))
 		return

@@ -220,3 +220,15 @@ func FuzzValidateChannel(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	r, err := DecodeRequest([]byte(`{"id":1,"op":"publish","channel":"c","data":1,"idempotency_key":"k-1"}`))
+	if err != nil || r.IdempotencyKey != "k-1" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	_, err = DecodeRequest([]byte(`{"id":1,"op":"publish","channel":"c","data":1,"idempotency_key":"` + strings.Repeat("k", 129) + `"}`))
+	if err == nil || err.Message != "idempotency_key is longer than 128 bytes" {
+		t.Fatalf("long key: %v", err)
+	}
+}

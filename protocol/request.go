@@ -38,7 +38,14 @@ type Request struct {
 	Since *Position
 	// Limit is history's limit; -1 when the request did not give one.
 	Limit int
+	// IdempotencyKey makes a publish happen at most once per key and
+	// channel (for a few minutes): a retry with the same key after an
+	// uncertain failure cannot publish twice.
+	IdempotencyKey string
 }
+
+// MaxIdempotencyKeyLen is the longest idempotency key accepted.
+const MaxIdempotencyKeyLen = 128
 
 // wireRequest is the JSON shape of a request; ID stays raw so that a
 // non-integer id is told apart from a missing one.
@@ -49,6 +56,7 @@ type wireRequest struct {
 	Data    json.RawMessage `json:"data"`
 	Since   *Position       `json:"since"`
 	Limit   *int            `json:"limit"`
+	IdemKey string          `json:"idempotency_key"`
 }
 
 // DecodeRequest decodes one native frame. On failure it returns the request
@@ -99,7 +107,11 @@ func DecodeRequest(frame []byte) (req Request, perr *Error) {
 		if len(w.Data) == 0 {
 			return req, Errorf(CodeBadRequest, "data is missing")
 		}
+		if len(w.IdemKey) > MaxIdempotencyKeyLen {
+			return req, Errorf(CodeBadRequest, "idempotency_key is longer than 128 bytes")
+		}
 		req.Data = w.Data
+		req.IdempotencyKey = w.IdemKey
 	case OpSubscribe:
 		if w.Since != nil && w.Since.Epoch == "" {
 			return req, Errorf(CodeBadRequest, "since.epoch is missing")

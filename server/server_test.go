@@ -710,3 +710,43 @@ func TestRawRateLimit(t *testing.T) {
 	}
 	c.expectClose(4029)
 }
+
+// TestIdempotentPublish: a publish retried with the same idempotency key is
+// delivered once and answered with the first publish's position.
+func TestIdempotentPublish(t *testing.T) {
+	n := start(t, server.Config{Default: hub.NamespaceOptions{HistorySize: 10}})
+	c, _ := dialNative(t, n)
+	c.request(`{"id":1,"op":"subscribe","channel":"once"}`)
+	var bodies []string
+	for range 2 {
+		code, body := httpPost(t, n.url("/api/publish"), `{"channel":"once","data":"x","idempotency_key":"order-17"}`)
+		if code != 200 {
+			t.Fatalf("publish: %d %s", code, body)
+		}
+		bodies = append(bodies, body)
+	}
+	if bodies[0] != bodies[1] || !strings.Contains(bodies[0], `"offset":1`) {
+		t.Errorf("answers %q, want the same position twice", bodies)
+	}
+	c.send(`{"id":2,"op":"publish","channel":"once","data":"y","idempotency_key":"order-18"}`)
+	// Until both y's reply and y itself arrived, x must come exactly once.
+	var r map[string]any
+	xs, sawY := 0, false
+	for r == nil || !sawY {
+		m := c.readJSON()
+		switch {
+		case m["id"] == 2.0:
+			r = m
+		case m["data"] == "x":
+			xs++
+		case m["data"] == "y":
+			sawY = true
+		}
+	}
+	if xs != 1 {
+		t.Errorf("x delivered %d times, want once", xs)
+	}
+	if r["offset"] != 2.0 {
+		t.Errorf("next publish reply %v, want offset 2", r)
+	}
+}

@@ -68,6 +68,8 @@ func Run(t *testing.T, f Factory) {
 		{name: "SharedDelivery", run: testSharedDelivery, shared: true},
 		{name: "SharedOrder", run: testSharedOrder, shared: true},
 		{name: "SharedHistory", run: testSharedHistory, shared: true, hist: true},
+		{name: "IdempotentPublish", run: testIdempotentPublish},
+		{name: "IdempotentPublishHistory", run: testIdempotentPublishHistory, hist: true},
 		{name: "Presence", run: testPresence, pres: true},
 		{name: "PresenceExpires", run: testPresenceExpires, pres: true},
 		{name: "SharedPresence", run: testSharedPresence, pres: true, shared: true},

@@ -69,6 +69,27 @@ type channel struct {
 	subscribed bool    // guarded by mu
 	hist       *stream // guarded by mu; nil while the channel keeps no history
 	dead       bool    // guarded by mu; set once the channel left its shard's map
+	// idem remembers recent idempotency keys with the position their
+	// publish got; guarded by mu.
+	idem map[string]idemEntry
+}
+
+// idemEntry is a remembered idempotency key.
+type idemEntry struct {
+	pos     broker.Position
+	expires time.Time
+}
+
+// sweepIdem drops the keys expired at now. ch.mu must be held.
+func (ch *channel) sweepIdem(now time.Time) {
+	for k, e := range ch.idem {
+		if !now.Before(e.expires) {
+			delete(ch.idem, k)
+		}
+	}
+	if len(ch.idem) == 0 {
+		ch.idem = nil
+	}
 }
 
 // New returns a memory broker. Call Start before using it.
@@ -147,7 +168,7 @@ func (b *Broker) acquire(name string, create bool) *channel {
 // release unlocks ch, first removing it from its shard when it holds
 // nothing worth keeping. ch.mu must be held.
 func (b *Broker) release(ch *channel) {
-	if !ch.subscribed && ch.hist == nil {
+	if !ch.subscribed && ch.hist == nil && ch.idem == nil {
 		ch.dead = true
 		sh := b.shard(ch.name)
 		sh.mu.Lock()
@@ -179,7 +200,7 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 	if err := ctx.Err(); err != nil {
 		return broker.Position{}, fmt.Errorf("memory: publish %q: %w", name, err)
 	}
-	ch := b.acquire(name, opts.HistorySize > 0)
+	ch := b.acquire(name, opts.HistorySize > 0 || opts.IdempotencyKey != "")
 	if ch == nil {
 		// No history and nobody subscribed: nothing to do.
 		return broker.Position{}, nil
@@ -187,6 +208,19 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 	defer b.release(ch)
 	m := broker.Message{Channel: name, Data: data}
 	now := time.Now()
+	if key := opts.IdempotencyKey; key != "" {
+		if e, ok := ch.idem[key]; ok && now.Before(e.expires) {
+			return e.pos, nil
+		}
+		defer func() {
+			if ch.idem == nil {
+				ch.idem = make(map[string]idemEntry)
+			} else if len(ch.idem)%1024 == 0 {
+				ch.sweepIdem(now)
+			}
+			ch.idem[key] = idemEntry{m.Pos, now.Add(opts.IdempotencyWindow())}
+		}()
+	}
 	if opts.HistorySize > 0 {
 		s := ch.live(now)
 		if s == nil {
@@ -336,6 +370,7 @@ func (b *Broker) sweep(now time.Time) {
 				continue
 			}
 			ch.live(now)
+			ch.sweepIdem(now)
 			b.release(ch)
 		}
 		clear(batch)

@@ -260,6 +260,9 @@ func (b *Broker) pubsubChannel(ch string) string { return b.chPrefix + ch }
 func (b *Broker) streamKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:s" }
 func (b *Broker) metaKey(ch string) string       { return b.cfg.Prefix + ":{" + ch + "}:m" }
 
+// idemKey is the key that remembers one idempotency key of a channel.
+func (b *Broker) idemKey(ch, key string) string { return b.cfg.Prefix + ":{" + ch + "}:i:" + key }
+
 // ttlMillis returns the history time-to-live of opts in milliseconds.
 func ttlMillis(opts broker.PublishOptions) string {
 	ttl := opts.HistoryTTL
@@ -278,18 +281,30 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
+	idemTTL := strconv.FormatInt(opts.IdempotencyWindow().Milliseconds(), 10)
 	if opts.HistorySize <= 0 {
 		// The data is copied: after a timeout rueidis may still hold the
 		// command, and the caller may reuse its buffer.
-		cmd := b.client.B().Publish().Channel(b.pubsubChannel(channel)).Message(string(encodePlain(data))).Build()
-		if err := b.client.Do(cctx, cmd).Error(); err != nil {
+		payload := string(encodePlain(data))
+		var err error
+		if opts.IdempotencyKey != "" {
+			err = publishOnceScript.Exec(cctx, b.client, []string{b.idemKey(channel, opts.IdempotencyKey)},
+				[]string{b.pubsubChannel(channel), payload, idemTTL}).Error()
+		} else {
+			cmd := b.client.B().Publish().Channel(b.pubsubChannel(channel)).Message(payload).Build()
+			err = b.client.Do(cctx, cmd).Error()
+		}
+		if err != nil {
 			return broker.Position{}, b.fail(ctx, "publish", channel, err)
 		}
 		return broker.Position{}, nil
 	}
-	res := b.publishScript.Exec(cctx, b.client,
-		[]string{b.streamKey(channel), b.metaKey(channel)},
-		[]string{b.pubsubChannel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch()})
+	keys := []string{b.streamKey(channel), b.metaKey(channel)}
+	if opts.IdempotencyKey != "" {
+		keys = append(keys, b.idemKey(channel, opts.IdempotencyKey))
+	}
+	res := b.publishScript.Exec(cctx, b.client, keys,
+		[]string{b.pubsubChannel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)

@@ -1,14 +1,30 @@
 package redis
 
+import "github.com/redis/rueidis"
+
+// publishOnceScript runs publishLua's counterpart for channels without
+// history, publishOnceLua.
+var publishOnceScript = rueidis.NewLuaScript(publishOnceLua)
+
 // publishLua publishes a message to a channel with history, atomically:
 // it starts a new epoch when the channel's meta hash is missing, assigns the
 // next offset, appends the message to the stream (trimmed to the history
 // size), refreshes both keys' TTL and PUBLISHes the payload with its
 // position. It returns {epoch, offset}.
 //
-// KEYS: stream, meta. ARGV: pub/sub channel, data, history size, TTL in
-// milliseconds, a fresh epoch (used only when a new one starts).
+// KEYS: stream, meta, and optionally an idempotency key. ARGV: pub/sub
+// channel, data, history size, TTL in milliseconds, a fresh epoch (used only
+// when a new one starts), the idempotency key's TTL in milliseconds. When
+// the idempotency key exists, the message was published already: the
+// script returns that publish's position and does nothing else.
 const publishLua = `
+if KEYS[3] then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then
+    local e, o = string.match(prev, '^(.*),(%d+)$')
+    return {e, tonumber(o)}
+  end
+end
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[5]
@@ -20,7 +36,20 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', 
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[1], string.format('\1%d,%s,', off, epoch) .. ARGV[2])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], epoch .. ',' .. off, 'PX', ARGV[6])
+end
 return {epoch, off}
+`
+
+// publishOnceLua publishes a message without history at most once per
+// idempotency key. KEYS: the idempotency key. ARGV: pub/sub channel,
+// payload, the key's TTL in milliseconds.
+const publishOnceLua = `
+if redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[3]) then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
+return 1
 `
 
 // historyLua reads a channel's history, atomically with its position. It
