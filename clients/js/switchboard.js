@@ -354,11 +354,15 @@
    * While disconnected the request waits for the connection up to
    * requestTimeout, then rejects with code 'unavailable'; if the connection
    * drops after it was sent it rejects with 'disconnected' (it may or may
-   * not have been published).
+   * not have been published). opts.idempotencyKey makes a retry safe: the
+   * server publishes a message at most once per key and channel (for five
+   * minutes), and answers a repeat with the first publish's position.
    */
-  Client.prototype.publish = function (channel, data) {
+  Client.prototype.publish = function (channel, data, opts) {
     if (data === undefined) data = null;
-    return this._call('publish', { channel: channel, data: data }).then(positionOf);
+    var fields = { channel: channel, data: data };
+    if (opts && opts.idempotencyKey !== undefined) fields.idempotency_key = String(opts.idempotencyKey);
+    return this._call('publish', fields).then(positionOf);
   };
 
   /**
