@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newHandler(t *testing.T, key string) *Handler {
+	t.Helper()
+	h, err := hub.New(hub.Config{
+		Broker:     memory.New(memory.Config{}),
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Namespaces: map[string]hub.NamespaceOptions{"h": {HistorySize: 5}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return New(Config{Hub: h, APIKey: key, MaxMessageBytes: 100})
+}
+
+func TestStatusOfEveryCode(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[protocol.Code]int{
+		protocol.CodeBadRequest: 400, protocol.CodeUnauthorized: 401, protocol.CodeForbidden: 403,
+		protocol.CodeNotFound: 404, protocol.CodeTooLarge: 413, protocol.CodeRateLimited: 429,
+		protocol.CodeLimitExceeded: 429, protocol.CodeUnavailable: 503, protocol.CodeInternal: 500,
+		"unheard_of": 500,
+	} {
+		rec := httptest.NewRecorder()
+		writeError(rec, protocol.Errorf(code, "m"))
+		var body struct{ Error struct{ Code, Message string } }
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != want || body.Error.Code != string(code) || body.Error.Message != "m" {
+			t.Errorf("%s: %d %s, want %d", code, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+func TestRequests(t *testing.T) {
+	t.Parallel()
+	h := newHandler(t, "k3y")
+	tests := []struct {
+		name, method, path, key, body string
+		status                        int
+		contains                      string
+	}{
+		{"no key", "POST", "/api/publish", "", `{"channel":"a","data":1}`, 401, `"unauthorized"`},
+		{"wrong key", "POST", "/api/publish", "nope", `{"channel":"a","data":1}`, 401, `"unauthorized"`},
+		{"publish", "POST", "/api/publish", "k3y", `{"channel":"a","data":1}`, 200, `{}`},
+		{"publish with history", "POST", "/api/publish", "k3y", `{"channel":"h:x","data":1}`, 200, `"offset":1`},
+		{"not json", "POST", "/api/publish", "k3y", `{`, 400, `"bad_request"`},
+		{"no channel", "POST", "/api/publish", "k3y", `{"data":1}`, 400, `channel is missing`},
+		{"data too large", "POST", "/api/publish", "k3y", `{"channel":"a","data":"` + strings.Repeat("x", 200) + `"}`, 413, `"too_large"`},
+		{"long idempotency key", "POST", "/api/publish", "k3y", `{"channel":"a","data":1,"idempotency_key":"` + strings.Repeat("k", 129) + `"}`, 400, `idempotency_key`},
+		{"broadcast", "POST", "/api/broadcast", "k3y", `{"channels":["a","b"],"data":1}`, 200, `"results"`},
+		{"broadcast bad channel", "POST", "/api/broadcast", "k3y", `{"channels":["a","b c"],"data":1}`, 400, `b c`},
+		{"broadcast no channels", "POST", "/api/broadcast", "k3y", `{"data":1}`, 400, `channels is missing`},
+		{"history", "GET", "/api/history?channel=h:x&limit=3", "k3y", ``, 200, `"messages":[{"offset":1,"data":1}]`},
+		{"history off", "GET", "/api/history?channel=a", "k3y", ``, 403, `"forbidden"`},
+		{"history bad limit", "GET", "/api/history?channel=h:x&limit=-1", "k3y", ``, 400, `limit`},
+		{"presence off", "GET", "/api/presence?channel=a", "k3y", ``, 403, `"forbidden"`},
+		{"channels", "GET", "/api/channels", "k3y", ``, 200, `"channels":[]`},
+		{"unknown", "GET", "/api/nothing", "k3y", ``, 404, `"not_found"`},
+		{"healthz without key", "GET", "/healthz", "", ``, 200, `"ok"`},
+		{"readyz", "GET", "/readyz", "", ``, 200, `"ready"`},
+	}
+	for _, tc := range tests {
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		if tc.key != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.key)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.contains) {
+			t.Errorf("%s: %d %s, want %d with %s", tc.name, rec.Code, rec.Body, tc.status, tc.contains)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: content type %q", tc.name, ct)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	h := newHandler(t, "")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{"# TYPE switchboard_connections gauge", "switchboard_ready 1", "switchboard_slow_consumers_total 0"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
