@@ -46,7 +46,9 @@ func TestStatusOfEveryCode(t *testing.T) {
 	} {
 		rec := httptest.NewRecorder()
 		writeError(rec, protocol.Errorf(code, "m"))
-		var body struct{ Error struct{ Code, Message string } }
+		var body struct {
+			Error struct{ Code, Message string }
+		}
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != want || body.Error.Code != string(code) || body.Error.Message != "m" {
 			t.Errorf("%s: %d %s, want %d", code, rec.Code, rec.Body, want)
 		}
