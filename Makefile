@@ -32,7 +32,7 @@ lint:
 # JavaScript client's tests (Node and headless Chromium).
 test: test-go test-fuzz test-js
 
-test-go:
+test-go: clients/js/node_modules
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-fuzz:
@@ -45,7 +45,8 @@ test-js: clients/js/node_modules
 	cd clients/js && npm test
 
 # The JavaScript tests' dependencies (ws, playwright-core), installed on
-# first use from the lock file.
+# first use from the lock file; the Go e2e chaos test runs the JS client in
+# Node too.
 clients/js/node_modules: clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund
 	touch $@
