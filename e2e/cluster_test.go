@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -75,11 +76,11 @@ func (s *subscriber) received() []string {
 
 // connectSubscriber opens a client of the given dialect on channel at url
 // (ws://host) and, for native, subscribes it.
-func connectSubscriber(t *testing.T, ctx context.Context, base string, native bool, channel string, inst int) *subscriber {
+func connectSubscriber(t *testing.T, ctx context.Context, base string, isNative bool, channel string, inst int) *subscriber {
 	t.Helper()
-	s := &subscriber{native: native, channel: channel, inst: inst}
-	if native {
-		s.c = nativeClient(t, base+"/ws")
+	s := &subscriber{native: isNative, channel: channel, inst: inst}
+	if isNative {
+		s.c = native(t, base+"/ws")
 		r, err := s.c.request(fmt.Sprintf(`{"id":1,"op":"subscribe","channel":%q}`, channel), 1, nil)
 		if err != nil || r["ok"] != true {
 			t.Fatalf("subscribe: %v %v", r, err)
@@ -178,7 +179,7 @@ func TestClusterDelivery(t *testing.T) {
 	}
 	// A native publisher on each instance.
 	for k, in := range insts {
-		pub := nativeClient(t, in.ws("/ws"))
+		pub := native(t, in.ws("/ws"))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -240,12 +241,6 @@ func TestClusterDelivery(t *testing.T) {
 	checkDelivery(t, subs, want)
 }
 
-// nativeClient connects to a native endpoint and reads its welcome.
-func nativeClient(t *testing.T, url string) *wsClient {
-	t.Helper()
-	return native(t, url)
-}
-
 // TestClusterThroughNginx: clients connect only to nginx, which balances
 // them over three instances; messages still reach everyone, and every
 // instance serves some of them.
@@ -266,7 +261,7 @@ func TestClusterThroughNginx(t *testing.T) {
 		waitFor(t, 5*time.Second, func() bool { return metric(t, in, "switchboard_connections") > 0 }, "connections on every instance")
 	}
 	want := map[string]map[string]bool{"lobby": {}}
-	pub := nativeClient(t, "ws://"+proxy+"/ws")
+	pub := native(t, "ws://"+proxy+"/ws")
 	for n := range 20 {
 		r, err := pub.request(fmt.Sprintf(`{"id":%d,"op":"publish","channel":"lobby","data":{"src":"nginx","n":%d}}`, n+1, n), float64(n+1), nil)
 		if err != nil || r["ok"] != true {
@@ -292,16 +287,11 @@ func metric(t testing.TB, in *instance, name string) float64 {
 		return -1
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
 	}
-	for line := range strings.SplitSeq(b.String(), "\n") {
+	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			var f float64
 			fmt.Sscan(v, &f)

@@ -51,7 +51,7 @@ func testRedisRestart(t *testing.T, history bool) {
 	for i, in := range []*instance{a, b, a, b} {
 		subs = append(subs, connectSubscriber(t, ctx, "ws://"+in.addr, i < 2, "stream", i%2))
 	}
-	pub := nativeClient(t, a.ws("/ws"))
+	pub := native(t, a.ws("/ws"))
 
 	required := map[string]bool{} // acknowledged: must arrive
 	optional := map[string]bool{} // acknowledged while nodes re-subscribed: may be missing without history
@@ -249,7 +249,7 @@ func TestInstanceKill(t *testing.T) {
 	}
 	want := map[string]map[string]bool{"k": {}}
 	for k, in := range insts[:2] {
-		pub := nativeClient(t, in.ws("/ws"))
+		pub := native(t, in.ws("/ws"))
 		for n := range 20 {
 			r, err := pub.request(fmt.Sprintf(`{"id":%d,"op":"publish","channel":"k","data":{"src":"i%d","n":%d}}`, n+1, k, n), float64(n+1), nil)
 			if err != nil || r["ok"] != true {

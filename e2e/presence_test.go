@@ -51,11 +51,11 @@ func TestPresenceAcrossInstances(t *testing.T) {
 	args := []string{"--redis", redis.URL(), "--presence", "--join-leave", "--presence-ttl", "1s"}
 	a := startInstance(t, append(args, "--node-id", "node-a")...)
 	b := startInstance(t, append(args, "--node-id", "node-b")...)
-	ca := nativeClient(t, a.ws("/ws"))
+	ca := native(t, a.ws("/ws"))
 	if r, err := ca.request(`{"id":1,"op":"subscribe","channel":"lobby"}`, 1, nil); err != nil || r["ok"] != true {
 		t.Fatalf("subscribe: %v %v", r, err)
 	}
-	cb := nativeClient(t, b.ws("/ws"))
+	cb := native(t, b.ws("/ws"))
 	if r, err := cb.request(`{"id":1,"op":"subscribe","channel":"lobby"}`, 1, nil); err != nil || r["ok"] != true {
 		t.Fatalf("subscribe: %v %v", r, err)
 	}

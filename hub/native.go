@@ -78,7 +78,7 @@ func (c *Client) handlePublish(req protocol.Request) {
 	defer cancel()
 	pos, err := c.hub.Publish(ctx, req.Channel, req.Data, WithIdempotencyKey(req.IdempotencyKey))
 	if err != nil {
-		c.replyError(req.ID, brokerError(err))
+		c.replyError(req.ID, ErrorOf(err))
 		return
 	}
 	c.reply(protocol.AppendPositionReply(c.replyStart(), req.ID, wirePosition(pos), nil))
@@ -103,7 +103,7 @@ func (c *Client) handleSubscribe(req protocol.Request) {
 		return finishFrame(protocol.AppendPositionReply(frameBuf(64), req.ID, wirePosition(pos), recovered), opText)
 	}
 	if err := c.hub.subscribe(ctx, c, req.Channel, since, reply); err != nil {
-		c.replyError(req.ID, brokerError(err))
+		c.replyError(req.ID, ErrorOf(err))
 		return
 	}
 	if c.subs == nil {
@@ -126,7 +126,7 @@ func (c *Client) handleHistory(req protocol.Request) {
 	defer cancel()
 	res, err := c.hub.History(ctx, req.Channel, req.Limit)
 	if err != nil {
-		c.replyError(req.ID, brokerError(err))
+		c.replyError(req.ID, ErrorOf(err))
 		return
 	}
 	b := protocol.AppendHistoryReply(c.replyStart(), req.ID, wirePosition(res.Pos), len(res.Messages),
@@ -139,7 +139,7 @@ func (c *Client) handlePresence(req protocol.Request) {
 	defer cancel()
 	entries, err := c.hub.Presence(ctx, req.Channel)
 	if err != nil {
-		c.replyError(req.ID, brokerError(err))
+		c.replyError(req.ID, ErrorOf(err))
 		return
 	}
 	b := protocol.AppendPresenceReply(c.replyStart(), req.ID, len(entries),
@@ -181,9 +181,9 @@ func (c *Client) replyError(id uint64, e *protocol.Error) {
 	c.reply(protocol.AppendError(c.replyStart(), id, e))
 }
 
-// brokerError maps an error from the hub or the broker to the error a
-// client is told; nothing internal leaks into the message.
-func brokerError(err error) *protocol.Error {
+// ErrorOf maps an error from the hub or the broker to the protocol error a
+// client or an HTTP caller is told; nothing internal leaks into the message.
+func ErrorOf(err error) *protocol.Error {
 	var perr *protocol.Error
 	switch {
 	case errors.As(err, &perr):
@@ -197,10 +197,6 @@ func brokerError(err error) *protocol.Error {
 		return protocol.Errorf(protocol.CodeInternal, "internal error")
 	}
 }
-
-// ErrorOf returns the protocol error a client or an HTTP caller is told for
-// err.
-func ErrorOf(err error) *protocol.Error { return brokerError(err) }
 
 func wirePosition(p broker.Position) protocol.Position {
 	return protocol.Position{Epoch: p.Epoch, Offset: p.Offset}

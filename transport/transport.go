@@ -134,7 +134,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 func writeHTTPError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, `{"error":{"code":"`+code+`","message":"`+msg+`"}}`)
+	b := append([]byte(`{"error":{"code":`), protocol.AppendString(nil, code)...)
+	b = append(b, `,"message":`...)
+	b = protocol.AppendString(b, msg)
+	_, _ = w.Write(append(b, "}}\n"...))
 }
 
 // serve upgrades the connection, attaches it to c and reads until it ends.
