@@ -66,9 +66,13 @@ type Client struct {
 	spare   [][]byte  // the writer's emptied batch, kept for reuse
 	queued  int       // bytes queued or being written
 	writing bool      // a flush is scheduled or running (pool or goroutine)
-	closed  bool      // no more frames are accepted
-	killer  *time.Timer
-	writer  sync.WaitGroup // counts the flush in progress, if any
+	// lastWrite is when the pool last wrote to the client (monotime), for
+	// the write delay. Owned by whoever owns the flush (see writing).
+	lastWrite int64
+	dueIndex  int  // index in the pool's heap of delayed clients, -1 outside; guarded by the pool's mu
+	closed    bool // no more frames are accepted
+	killer    *time.Timer
+	writer    sync.WaitGroup // counts the flush in progress, if any
 
 	// subs is owned by the reader goroutine.
 	subs map[string]struct{}
@@ -84,7 +88,7 @@ type Client struct {
 // ErrClosing during Shutdown.
 func (h *Hub) NewClient(d Dialect) (*Client, error) {
 	id, seq := h.newClientID()
-	c := &Client{hub: h, id: id, seq: seq, dialect: d}
+	c := &Client{hub: h, id: id, seq: seq, dialect: d, dueIndex: -1}
 	if err := h.register(c); err != nil {
 		return nil, err
 	}
@@ -174,6 +178,9 @@ func (c *Client) flushNow() (again bool) {
 	}
 	frames := len(batch)
 	n, err := c.tw.TryWriteFrames(batch)
+	if c.hub.writers.delay > 0 {
+		c.lastWrite = monotime()
+	}
 	c.hub.stats.Writes.Add(1)
 	if err == nil && n < total {
 		rest := consume(batch, n)
@@ -316,6 +323,9 @@ func (c *Client) closeLocked(frame []byte, drop bool) {
 	c.pushLocked(frame)
 	c.closed = true
 	c.armKillLocked()
+	if c.tw != nil {
+		c.hub.writers.expedite(c)
+	}
 }
 
 // armKillLocked arms the timer that closes the socket after CloseGrace.
@@ -353,6 +363,7 @@ func (c *Client) Finish() {
 	c.armKillLocked()
 	t := c.t
 	c.mu.Unlock()
+	c.hub.writers.expedite(c)
 	c.writer.Wait()
 	if t != nil {
 		_ = t.Close()

@@ -50,8 +50,12 @@
 // The hub owns its goroutines from Start to Shutdown: the pinger, the
 // presence loop, the writer pool, and the gap fillers (Hub.bg). A client's
 // own blocking writer is counted by the client and waited for in Finish.
-// The reader goroutine belongs to the transport that created the client.
+// The writer pool's timer (for the write delay) runs its callback on a
+// goroutine of the runtime's and is stopped at Shutdown. The reader belongs
+// to the transport that created the client; it may move from goroutine to
+// goroutine (an idle connection parks without one), never two at a time.
 //
 // All exported methods of Hub are safe for concurrent use. A Client's
-// HandleFrame and Finish must be called from its reader goroutine only.
+// HandleFrame and Finish must be called by its reader only, one call at a
+// time.
 package hub

@@ -50,10 +50,13 @@ type Config struct {
 	// may send at once; default twice ClientRate.
 	ClientRate  float64
 	ClientBurst int
-	// WriteDelay holds each connection's writes back this long after a
-	// frame is queued, so that more frames go out in one system call:
-	// less CPU per delivery at high rates, for that much latency. Zero
-	// (the default) writes at once.
+	// WriteDelay is the shortest time between two writes to one
+	// connection: a frame for a connection written less than WriteDelay
+	// ago waits for the rest of it, and every frame queued meanwhile goes
+	// out in the same system call. A connection not written for WriteDelay
+	// is written at once. Less CPU per delivery for connections that get
+	// many messages a second, for at most WriteDelay of latency to them.
+	// Zero (the default) writes every frame at once.
 	WriteDelay time.Duration
 	// PresenceTTL is how long a presence entry (and this node's channel
 	// counts) outlives its last refresh; a dead node's clients leave
@@ -195,7 +198,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Start(ctx, h); err != nil {
 		return err
 	}
-	h.writers.delay = h.cfg.WriteDelay
+	h.writers.delay = int64(h.cfg.WriteDelay)
 	h.writers.start()
 	h.done.Add(2)
 	go h.pingLoop()

@@ -662,3 +662,42 @@ func TestClientRate(t *testing.T) {
 		t.Errorf("rate limited = %d, want 3", n)
 	}
 }
+
+// TestWriteDelayIsAnInterval checks what the write delay promises beyond
+// batching: a connection not written to recently is written at once, frames
+// that follow within the delay are held back for one write, and closing
+// does not wait for the delay.
+func TestWriteDelayIsAnInterval(t *testing.T) {
+	const delay = 5 * time.Second
+	h, _ := newHub(t, Config{WriteDelay: delay, CloseGrace: 100 * time.Millisecond})
+	c, err := h.NewClient(Native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
+	start := time.Now()
+	c.Welcome()
+	c.Attach(pt)
+	pt.waitFrames(t, 1) // the welcome: the first write is not delayed
+	if took := time.Since(start); took > delay/2 {
+		t.Fatalf("the first frame took %v with a write delay of %v", took, delay)
+	}
+	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	if _, err := h.Publish(context.Background(), "c", []byte(`"held"`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(pt.received(t)); n != 1 {
+		t.Fatalf("%d frames written within the delay after a write, want 1 (the welcome)", n)
+	}
+	start = time.Now()
+	c.Close(1000, "")
+	c.Finish()
+	if took := time.Since(start); took > delay/2 {
+		t.Fatalf("closing took %v: it waited for the write delay", took)
+	}
+	fs := pt.received(t)
+	if len(fs) != 4 || fs[3].op != 0x8 {
+		t.Fatalf("after close: %d frames, want welcome, reply, message, close", len(fs))
+	}
+}

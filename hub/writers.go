@@ -9,36 +9,49 @@ import (
 // writerPool is the hub's pool of writer goroutines. Clients with queued
 // frames wait in a FIFO of ready clients, each at most once (its writing
 // flag); a writer takes one, writes everything it has queued in one
-// non-blocking writev, and puts it back at the end if more arrived
-// meanwhile. The FIFO grows to the number of clients once and is then
-// reused, so scheduling a client allocates nothing.
+// non-blocking writev, and schedules it again if more arrived meanwhile.
+// The FIFO grows to the number of clients once and is then reused, so
+// scheduling a client allocates nothing.
 //
-// With a delay, an entry is written no sooner than delay after it was
-// scheduled, so that more frames gather for one write: fewer system calls
-// per delivery at the price of that much latency. Entries share one delay,
-// so the FIFO is also in order of due time.
+// With a write delay, a client is written at most once per delay: a client
+// written less than delay ago waits in a heap ordered by due time (its last
+// write plus delay, rounded up to a quarter of the delay so that clients
+// come due in groups), and the pool's timer moves it to the FIFO when due.
+// Frames that arrive meanwhile join the same write. A client not written
+// for a while is written at once, so the delay costs latency only to
+// connections that receive more than one message per delay, which are the
+// ones for which it saves system calls.
 type writerPool struct {
-	delay   time.Duration // set before start
+	delay   int64 // nanoseconds; set before start
 	mu      sync.Mutex
 	cond    sync.Cond
-	ring    []ready // guarded by mu; a circular buffer
-	head    int     // guarded by mu; index of the oldest entry
-	n       int     // guarded by mu; number of entries
-	waiting int     // guarded by mu; writers blocked in pop
-	workers int     // set by start
-	stopped bool    // guarded by mu
+	ring    []*Client // guarded by mu; a circular buffer of clients ready now
+	head    int       // guarded by mu; index of the oldest entry
+	n       int       // guarded by mu; number of entries
+	later   dueHeap   // guarded by mu; clients waiting for their due time
+	timer   *time.Timer
+	timerAt int64 // guarded by mu; when timer fires, 0 when it is not armed
+	waiting int   // guarded by mu; writers blocked in pop
+	workers int   // set by start
+	stopped bool  // guarded by mu
 	wg      sync.WaitGroup
 }
 
-// ready is a scheduled client and when it is due (zero without delay).
-type ready struct {
-	c   *Client
-	due time.Time
-}
+// quantum is the granularity of due times: a quarter of the delay, at
+// least a millisecond.
+func (p *writerPool) quantum() int64 { return max(p.delay/4, int64(time.Millisecond)) }
+
+// epoch is the origin of monotonic times in the pool (Client.lastWrite).
+var epoch = time.Now()
+
+// monotime returns nanoseconds since epoch on the monotonic clock.
+func monotime() int64 { return int64(time.Since(epoch)) }
 
 // start starts one writer per CPU.
 func (p *writerPool) start() {
 	p.cond.L = &p.mu
+	p.timer = time.AfterFunc(time.Hour, p.due)
+	p.timer.Stop()
 	n := max(runtime.GOMAXPROCS(0), 2)
 	p.workers = n
 	p.wg.Add(n)
@@ -51,24 +64,77 @@ func (p *writerPool) start() {
 // another writer.
 const wakeBacklog = 64
 
-// push schedules c. c.mu may be held: the pool's lock comes after it.
+// push schedules c: now, or at its last write plus the delay. c.mu may be
+// held: the pool's lock comes after it. The caller owns c's flush (it set
+// c.writing, or it is the writer that just flushed c).
 func (p *writerPool) push(c *Client) {
+	var due int64
+	if p.delay > 0 && c.lastWrite != 0 {
+		if d := c.lastWrite + p.delay; d > monotime() {
+			// Round up to the quantum, so that the clients written
+			// around the same time are due together: one timer event
+			// and one writer wake-up for all of them.
+			q := p.quantum()
+			due = (d + q - 1) / q * q
+		}
+	}
 	p.mu.Lock()
+	if due != 0 {
+		p.later.push(dueClient{c: c, due: due})
+		if p.timerAt == 0 || due < p.timerAt {
+			p.timerAt = due
+			p.timer.Reset(time.Duration(due - monotime()))
+		}
+		p.mu.Unlock()
+		return
+	}
+	p.appendLocked(c)
+	wake := p.shouldWakeLocked()
+	p.mu.Unlock()
+	if wake {
+		p.cond.Signal()
+	}
+}
+
+// appendLocked adds c to the FIFO. p.mu must be held.
+func (p *writerPool) appendLocked(c *Client) {
 	if p.n == len(p.ring) {
 		p.grow()
 	}
-	r := ready{c: c}
-	if p.delay > 0 {
-		r.due = time.Now().Add(p.delay)
-	}
-	p.ring[(p.head+p.n)%len(p.ring)] = r
+	p.ring[(p.head+p.n)%len(p.ring)] = c
 	p.n++
-	// Waking a writer costs a futex call, as much as a small write: wake
-	// one only when none is running, or when the running ones have more
-	// than wakeBacklog clients each waiting. A fan-out to 1,000 clients
-	// then wakes one or two writers, not 1,000.
+}
+
+// shouldWakeLocked reports whether a writer should be woken for the FIFO's
+// backlog. Waking a writer costs a futex call, as much as a small write:
+// wake one only when none is running, or when the running ones have more
+// than wakeBacklog clients each waiting. A fan-out to 1,000 clients then
+// wakes one or two writers, not 1,000. p.mu must be held.
+func (p *writerPool) shouldWakeLocked() bool {
 	active := p.workers - p.waiting
-	wake := p.waiting > 0 && (active == 0 || p.n > active*wakeBacklog)
+	return p.waiting > 0 && (active == 0 || p.n > active*wakeBacklog)
+}
+
+// due runs on the pool's timer: it moves the clients whose time has come
+// to the FIFO and re-arms the timer for the next.
+func (p *writerPool) due() {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	now := monotime()
+	moved := 0
+	for len(p.later) > 0 && p.later[0].due <= now {
+		p.appendLocked(p.later.pop().c)
+		moved++
+	}
+	p.timerAt = 0
+	if len(p.later) > 0 {
+		p.timerAt = p.later[0].due
+		p.timer.Reset(time.Duration(p.timerAt - now))
+	}
+	wake := moved > 0 && p.shouldWakeLocked()
 	p.mu.Unlock()
 	if wake {
 		p.cond.Signal()
@@ -77,7 +143,7 @@ func (p *writerPool) push(c *Client) {
 
 // grow doubles the ring. p.mu must be held.
 func (p *writerPool) grow() {
-	ring := make([]ready, max(2*len(p.ring), 256))
+	ring := make([]*Client, max(2*len(p.ring), 256))
 	for i := range p.n {
 		ring[i] = p.ring[(p.head+i)%len(p.ring)]
 	}
@@ -86,7 +152,7 @@ func (p *writerPool) grow() {
 
 // pop returns the next ready client, waiting for one; ok is false once the
 // pool is stopped.
-func (p *writerPool) pop() (r ready, ok bool) {
+func (p *writerPool) pop() (c *Client, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.n == 0 && !p.stopped {
@@ -95,30 +161,25 @@ func (p *writerPool) pop() (r ready, ok bool) {
 		p.waiting--
 	}
 	if p.stopped {
-		return ready{}, false
+		return nil, false
 	}
-	r = p.ring[p.head]
-	p.ring[p.head] = ready{}
+	c = p.ring[p.head]
+	p.ring[p.head] = nil
 	p.head = (p.head + 1) % len(p.ring)
 	p.n--
-	return r, true
+	return c, true
 }
 
 // run is one writer goroutine; the hub owns it and stop waits for it.
 func (p *writerPool) run() {
 	defer p.wg.Done()
 	for {
-		r, ok := p.pop()
+		c, ok := p.pop()
 		if !ok {
 			return
 		}
-		if !r.due.IsZero() {
-			if d := time.Until(r.due); d > 0 {
-				time.Sleep(d)
-			}
-		}
-		if r.c.flushNow() {
-			p.push(r.c)
+		if c.flushNow() {
+			p.push(c)
 		}
 	}
 }
@@ -128,16 +189,120 @@ func (p *writerPool) run() {
 func (p *writerPool) stop() {
 	p.mu.Lock()
 	p.stopped = true
+	p.timer.Stop()
 	for p.n > 0 {
-		c := p.ring[p.head].c
-		p.ring[p.head] = ready{}
+		c := p.ring[p.head]
+		p.ring[p.head] = nil
 		p.head = (p.head + 1) % len(p.ring)
 		p.n--
-		c.mu.Lock()
-		c.finishFlushLocked()
-		c.mu.Unlock()
+		dropFlush(c)
+	}
+	for len(p.later) > 0 {
+		dropFlush(p.later.pop().c)
 	}
 	p.mu.Unlock()
 	p.cond.Broadcast()
 	p.wg.Wait()
+}
+
+// dropFlush ends a scheduled flush that will not run.
+func dropFlush(c *Client) {
+	c.mu.Lock()
+	c.finishFlushLocked()
+	c.mu.Unlock()
+}
+
+// expedite writes c at once if it waits for its due time: a closing client
+// does not wait for the write delay. c.mu may be held.
+func (p *writerPool) expedite(c *Client) {
+	if p.delay == 0 {
+		return
+	}
+	p.mu.Lock()
+	if c.dueIndex < 0 || p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	p.later.remove(c.dueIndex)
+	p.appendLocked(c)
+	wake := p.shouldWakeLocked()
+	p.mu.Unlock()
+	if wake {
+		p.cond.Signal()
+	}
+}
+
+// dueClient is a client waiting in the pool's heap until due (monotime).
+type dueClient struct {
+	c   *Client
+	due int64
+}
+
+// dueHeap is a binary min-heap of clients by due time; each client knows
+// its index (Client.dueIndex, -1 outside the heap) so that it can be taken
+// out early. It is typed, unlike container/heap, so that pushing allocates
+// nothing once it has grown. The pool's mu guards it and the indexes.
+type dueHeap []dueClient
+
+func (h *dueHeap) push(d dueClient) {
+	*h = append(*h, d)
+	d.c.dueIndex = len(*h) - 1
+	h.up(len(*h) - 1)
+}
+
+func (h *dueHeap) pop() dueClient {
+	top := (*h)[0]
+	h.remove(0)
+	return top
+}
+
+// remove takes out the entry at i.
+func (h *dueHeap) remove(i int) {
+	s := *h
+	last := len(s) - 1
+	s[i].c.dueIndex = -1
+	if i != last {
+		s[i] = s[last]
+		s[i].c.dueIndex = i
+	}
+	s[last] = dueClient{}
+	*h = s[:last]
+	if i != last {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+func (h dueHeap) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].c.dueIndex = i
+	h[j].c.dueIndex = j
+}
+
+func (h dueHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if h[parent].due <= h[i].due {
+			return
+		}
+		h.swap(parent, i)
+		i = parent
+	}
+}
+
+func (h dueHeap) down(i int) {
+	for {
+		l, smallest := 2*i+1, i
+		if l < len(h) && h[l].due < h[smallest].due {
+			smallest = l
+		}
+		if r := l + 1; r < len(h) && h[r].due < h[smallest].due {
+			smallest = r
+		}
+		if smallest == i {
+			return
+		}
+		h.swap(i, smallest)
+		i = smallest
+	}
 }

@@ -7,11 +7,16 @@
 // masking), so the server owns its buffers and its write path: server frames
 // are encoded once by the hub and written as they are to every subscriber.
 //
-// After the upgrade, ServeNative and ServeRaw start the connection's read
-// loop on a goroutine of its own and return, so the HTTP handler's grown
-// stack is freed: an idle connection costs its reader's small stack, a few
-// hundred bytes of state, and no buffer (frames are read straight from the
-// socket). The read loop ends with the connection and calls the client's
-// Finish; the hub waits for every client at Shutdown. A Server is safe for
-// concurrent use.
+// After the upgrade, ServeNative and ServeRaw read what the client already
+// sent, then park the connection in the server's epoll set and return: an
+// idle connection holds no goroutine, no stack and no buffer, only its
+// session (a few hundred bytes) and the hub client. A readable socket gets a
+// short-lived reader goroutine that reads frames straight from the socket
+// and parks again after a second of quiet. The poller (poll_linux.go) also
+// closes parked connections silent past the read timeout. Where epoll is
+// missing, or on a socket without a file descriptor (TLS), the reader keeps
+// a goroutine of its own. Whoever ends a session (the reader on a read
+// error, or the transport's Close for a parked one) calls the client's
+// Finish, exactly once; the hub waits for every client at Shutdown. A Server
+// is safe for concurrent use.
 package transport

@@ -1,12 +1,10 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -78,8 +76,10 @@ func FuzzReadLoop(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		server, client := net.Pipe()
-		c.Attach(&wsConn{conn: server, writeTimeout: time.Second})
+		// A real socket, so that the session parks between messages as
+		// it does in production.
+		client, server := tcpPair(t)
+		ss := s.newSession(c, server, nil)
 		go func() {
 			_, _ = client.Write(input)
 			// Drain what the server writes, then hang up.
@@ -87,16 +87,13 @@ func FuzzReadLoop(f *testing.F) {
 			_, _ = io.Copy(io.Discard, client)
 			client.Close()
 		}()
-		done := make(chan struct{})
-		go func() {
-			s.readLoop(c, server, bufio.NewReader(server))
-			c.Finish()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the read loop did not end")
+		ss.start()
+		deadline := time.Now().Add(5 * time.Second)
+		for h.Stats().Connections.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the connection was not finished after its client hung up")
+			}
+			time.Sleep(time.Millisecond)
 		}
 	})
 }

@@ -2,18 +2,13 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
-
-	"github.com/gobwas/ws"
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/hub"
@@ -41,8 +36,16 @@ type Config struct {
 
 // Server upgrades HTTP requests to WebSocket connections served by a hub.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	pollOnce sync.Once
+	poll     *poller // parks idle sessions; nil where epoll is missing
+}
+
+// poller returns the server's poller, made on first use.
+func (s *Server) poller() *poller {
+	s.pollOnce.Do(func() { s.poll = newPoller(s.cfg.ReadTimeout) })
+	return s.poll
 }
 
 // New returns a Server.
@@ -140,138 +143,12 @@ func writeHTTPError(w http.ResponseWriter, status int, code, msg string) {
 	_, _ = w.Write(append(b, "}}\n"...))
 }
 
-// serve upgrades the connection, attaches it to c and reads until it ends.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client) {
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
-	if err != nil {
-		if conn != nil {
-			_ = conn.Close()
-		}
-		c.Finish()
-		return
-	}
-	wc := &wsConn{conn: conn, writeTimeout: s.cfg.WriteTimeout}
-	if rc := rawConn(conn); rc != nil {
-		c.Attach(&rawWSConn{wsConn: wc, rc: rc})
-	} else {
-		c.Attach(wc)
-	}
-	var rd io.Reader = rw.Reader
-	if rw.Reader.Buffered() == 0 {
-		// Let the HTTP server's 4 KiB reader go and read the socket
-		// directly: frames from clients are few and small, and an idle
-		// connection then holds no buffer.
-		rd = conn
-	}
-	// The read loop gets a goroutine of its own, with a small new stack,
-	// and the HTTP handler's goroutine (whose stack net/http has grown)
-	// returns: an idle connection then costs a few KiB, not 18. The hub
-	// waits for the client's Finish at Shutdown.
-	go func() {
-		s.readLoop(c, conn, rd)
-		c.Finish()
-	}()
-}
-
-// readLoop reads frames until the connection ends, the client closes it,
-// or it breaks the protocol.
-func (s *Server) readLoop(c *hub.Client, conn net.Conn, rd io.Reader) {
-	hdrBuf := make([]byte, 2, ws.MaxHeaderSize-2)
-	var msg []byte      // the message being assembled from fragments
-	var msgOp ws.OpCode // its opcode; 0 when none is in progress
-	max := int64(s.cfg.MaxMessageBytes)
-	closing := false // the server closed: discard until the client answers
-	for {
-		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		h, err := ws.ReadHeaderBuffer(rd, hdrBuf)
-		if err != nil {
-			return
-		}
-		if !h.Masked || h.Rsv != 0 {
-			c.Close(protocol.CloseProtocolError, "protocol error")
-			return
-		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				c.Close(protocol.CloseProtocolError, "protocol error")
-				return
-			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(rd, p); err != nil {
-				return
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
-			case ws.OpPing:
-				c.Pong(p)
-			case ws.OpClose:
-				code := protocol.CloseNormal
-				if len(p) >= 2 {
-					code = int(binary.BigEndian.Uint16(p))
-				}
-				c.Close(code, "")
-				return
-			}
-			continue
-		}
-		if closing || c.Closed() {
-			closing = true
-			if _, err := io.CopyN(io.Discard, rd, h.Length); err != nil {
-				return
-			}
-			continue
-		}
-		switch {
-		case h.OpCode == ws.OpContinuation && msgOp == 0,
-			h.OpCode != ws.OpContinuation && msgOp != 0,
-			h.OpCode != ws.OpText && h.OpCode != ws.OpBinary && h.OpCode != ws.OpContinuation:
-			c.Close(protocol.CloseProtocolError, "protocol error")
-			return
-		}
-		if int64(len(msg))+h.Length > max {
-			c.Close(protocol.CloseTooLarge, "message too large")
-			closing = true
-			msg, msgOp = nil, 0
-			if _, err := io.CopyN(io.Discard, rd, h.Length); err != nil {
-				return
-			}
-			continue
-		}
-		if msgOp == 0 {
-			msgOp = h.OpCode
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(rd, msg[start:]); err != nil {
-			return
-		}
-		ws.Cipher(msg[start:], h.Mask, 0)
-		if !h.Fin {
-			continue
-		}
-		op := msgOp
-		payload := msg
-		msg, msgOp = nil, 0
-		switch {
-		case op == ws.OpBinary && c.Dialect() == hub.Raw:
-			c.Close(protocol.CloseUnsupportedData, "binary frames are not supported")
-			closing = true
-		case op == ws.OpBinary:
-			c.HandleBinary()
-		case !utf8.Valid(payload):
-			c.Close(protocol.CloseInvalidPayload, "text is not valid UTF-8")
-			closing = true
-		default:
-			c.HandleFrame(payload)
-		}
-	}
-}
-
 // wsConn is the hub.Transport of one WebSocket connection.
 type wsConn struct {
 	conn         net.Conn
 	writeTimeout time.Duration
 	closeOnce    sync.Once
+	sess         *session // the read side, told when the socket closes
 }
 
 // WriteFrames writes frames with one writev (net.Buffers on a TCP
@@ -302,6 +179,11 @@ func (t *rawWSConn) TryWriteFrames(frames [][]byte) (int, error) {
 // Close closes the connection once.
 func (t *wsConn) Close() error {
 	var err error
-	t.closeOnce.Do(func() { err = t.conn.Close() })
+	t.closeOnce.Do(func() {
+		err = t.conn.Close()
+		if t.sess != nil {
+			t.sess.closed()
+		}
+	})
 	return err
 }

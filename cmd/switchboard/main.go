@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -56,6 +57,7 @@ type options struct {
 	presenceTTL      time.Duration
 	writeDelay       time.Duration
 	clientRate       float64
+	debugAddr        string
 	given            map[string]bool // the flags given on the command line or in the environment
 }
 
@@ -94,6 +96,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)")
 	fs.Float64Var(&o.clientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit")
 	fs.DurationVar(&o.writeDelay, "write-delay", 0, "hold each connection's writes back this long so more messages go out per system call (less CPU at high rates, that much more latency); 0 writes at once")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's profiler (/debug/pprof/); keep it private; empty serves none")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named after it.\n\nOptions:\n")
@@ -248,6 +251,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokerName)
 	fmt.Fprintf(stdout, "switchboard listening on %s\n", ln.Addr())
+
+	if o.debugAddr != "" {
+		dln, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			log.Error("cannot listen", "debug-addr", o.debugAddr, "err", err)
+			_ = ln.Close()
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+		defer dln.Close()
+		go func() { _ = http.Serve(dln, debugMux()) }()
+		log.Info("profiler listening", "addr", dln.Addr().String())
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
