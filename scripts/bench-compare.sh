@@ -9,7 +9,9 @@
 # SEED_DIR holds the seed's server.js (default: $SEED_DIR or ../shared/seed
 # beside the repository). Knobs (environment): OUT (results directory),
 # SUBS (1000), RATE (200), SIZE (100), DURATION (10s), STEP (3s),
-# IDLE_CONNS (10000), IDLE_HOLD (5s), CONNECT_CONNS (5000), SIDES ("seed switchboard").
+# IDLE_CONNS (10000), IDLE_HOLD (5s), CONNECT_CONNS (5000), WRITE_DELAY (40ms),
+# SIDES ("seed switchboard switchboard-wd"; switchboard-wd is switchboard with
+# --write-delay WRITE_DELAY, run for broadcast and ramp only).
 #
 # Needs: go, node + npm (npm install ws ioredis into a temporary directory),
 # redis-server. It starts its own redis-server on a free port and kills
@@ -26,7 +28,8 @@ STEP=${STEP:-3s}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-5s}
 CONNECT_CONNS=${CONNECT_CONNS:-5000}
-SIDES=${SIDES:-seed switchboard}
+SIDES=${SIDES:-seed switchboard switchboard-wd}
+WRITE_DELAY=${WRITE_DELAY:-40ms}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-$(date +%Y%m%d-%H%M%S)}
 
 [ -f "$SEED_DIR/server.js" ] || { echo "no server.js in SEED_DIR=$SEED_DIR" >&2; exit 2; }
@@ -103,38 +106,26 @@ start_seed() {
 	NOTE="seed: 2 Node instances, Redis Pub/Sub"
 }
 
-SWITCHBOARD_REDIS=unknown
+# start_switchboard [flags...]: two instances on the Redis, with extra flags.
 start_switchboard() {
 	local p1 p2
 	p1=$(free_port)
 	p2=$(free_port)
-	if [ "$SWITCHBOARD_REDIS" != no ]; then
-		"$WORK/switchboard" --addr "127.0.0.1:$p1" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn >"$WORK/sb1.log" 2>&1 &
-		RUNNING=($!)
-		PIDS+=("${RUNNING[0]}")
-		sleep 1
-		if kill -0 "${RUNNING[0]}" 2>/dev/null && wait_port "$p1"; then
-			SWITCHBOARD_REDIS=yes
-			"$WORK/switchboard" --addr "127.0.0.1:$p2" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn >"$WORK/sb2.log" 2>&1 &
-			RUNNING+=($!)
-			PIDS+=("${RUNNING[1]}")
-			wait_port "$p2"
-			URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
-			SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
-			NOTE="switchboard: 2 instances, Redis broker"
-			return
-		fi
-		SWITCHBOARD_REDIS=no
-		log "switchboard --redis does not work yet ($(tail -1 "$WORK/sb1.log")); using ONE instance with the memory broker"
-	fi
-	"$WORK/switchboard" --addr "127.0.0.1:$p1" --log-level warn >"$WORK/sb1.log" 2>&1 &
+	"$WORK/switchboard" --addr "127.0.0.1:$p1" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn "$@" >"$WORK/sb1.log" 2>&1 &
 	RUNNING=($!)
-	PIDS+=("${RUNNING[0]}")
-	wait_port "$p1"
-	URLS=ws://127.0.0.1:$p1
-	SRV_PIDS="--server-pid ${RUNNING[0]}"
-	NOTE="switchboard: 1 instance, memory broker (the Redis broker is not ready)"
+	"$WORK/switchboard" --addr "127.0.0.1:$p2" --redis "redis://127.0.0.1:$REDIS_PORT/0" --log-level warn "$@" >"$WORK/sb2.log" 2>&1 &
+	RUNNING+=($!)
+	PIDS+=("${RUNNING[@]}")
+	wait_port "$p1" || { cat "$WORK/sb1.log" >&2; exit 1; }
+	wait_port "$p2" || { cat "$WORK/sb2.log" >&2; exit 1; }
+	URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
+	SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
+	NOTE="switchboard: 2 instances, Redis broker${*:+ ($*)}"
 }
+
+# start_switchboard-wd: the same with --write-delay (the CPU per delivery
+# setting; idle memory and handshakes do not depend on it).
+start_switchboard-wd() { start_switchboard --write-delay "$WRITE_DELAY"; }
 
 bench() { # label scenario flags...: run one scenario, append its results
 	local label=$1 scenario=$2
@@ -158,6 +149,7 @@ for side in $SIDES; do
 	bench "$side" ramp --dialect raw --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
 	stop "${RUNNING[@]}"
 
+	[ "$side" = switchboard-wd ] && continue
 	"start_$side"
 	bench "$side" idle --dialect raw --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
 	stop "${RUNNING[@]}"
