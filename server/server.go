@@ -60,7 +60,8 @@ type Config struct {
 	// ClientRate limits the frames a client may send per second (zero:
 	// none); see hub.Config.
 	ClientRate float64
-	// WriteDelay holds writes back to batch frames (see hub.Config).
+	// WriteDelay is the shortest time between two writes to one
+	// connection, so that frames batch (see hub.Config). Zero writes at once.
 	WriteDelay time.Duration
 	// PresenceTTL is how long a presence entry outlives its node's last
 	// refresh. Default 30s.

@@ -750,3 +750,81 @@ func TestIdempotentPublish(t *testing.T) {
 		t.Errorf("next publish reply %v, want offset 2", r)
 	}
 }
+
+// TestWriteDelayDeliversEverything runs the write delay over real sockets:
+// many subscribers, a fast burst of publishes, and every subscriber gets
+// every message once, in order, in fewer writes than frames; a shutdown in
+// the middle of delayed writes still closes everyone at once.
+func TestWriteDelayDeliversEverything(t *testing.T) {
+	n := start(t, server.Config{WriteDelay: 30 * time.Millisecond})
+	const subs, msgs = 50, 40
+	clients := make([]*client, subs)
+	for i := range clients {
+		c, _ := dialNative(t, n)
+		if r := c.request(`{"id":1,"op":"subscribe","channel":"burst"}`); r["ok"] != true {
+			t.Fatalf("subscribe: %v", r)
+		}
+		clients[i] = c
+	}
+	pub, _ := dialNative(t, n)
+	for i := range msgs {
+		pub.send(fmt.Sprintf(`{"id":%d,"op":"publish","channel":"burst","data":%d}`, i+2, i))
+	}
+	for i, c := range clients {
+		for want := range msgs {
+			m := c.readJSON()
+			if m["op"] != "message" || m["data"] != float64(want) {
+				t.Fatalf("subscriber %d: got %v, want message %d", i, m, want)
+			}
+		}
+	}
+	st := n.srv.Hub().Stats()
+	if frames, writes := st.FramesWritten.Load(), st.Writes.Load(); writes*2 > frames {
+		t.Errorf("%d frames took %d writes: the delay did not batch", frames, writes)
+	}
+	// Queue one more message everywhere and shut down within the delay:
+	// every subscriber still gets it, then the close.
+	codes := make(chan websocket.StatusCode, subs)
+	for _, c := range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got := false
+			for {
+				_, b, err := c.conn.Read(ctx)
+				if err != nil {
+					if !got {
+						codes <- -1
+						return
+					}
+					codes <- websocket.CloseStatus(err)
+					return
+				}
+				got = got || bytes.Contains(b, []byte(`"last"`))
+			}
+		}()
+	}
+	pub.send(`{"id":100,"op":"publish","channel":"burst","data":"last"}`)
+	for {
+		if r := pub.readJSON(); r["id"] == float64(100) {
+			break
+		}
+	}
+	// The publish is accepted: every subscriber has it queued. The
+	// publisher reads on, to answer the server's close.
+	go func() {
+		for {
+			if _, _, err := pub.conn.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	if err := n.shutdown(3 * time.Second); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	for range subs {
+		if code := <-codes; code != 1012 {
+			t.Fatalf("a subscriber ended with %d, want the last message then close 1012", code)
+		}
+	}
+}

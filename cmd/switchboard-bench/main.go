@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command switchboard-bench is a load generator for switchboard and for the
 // seed server it replaces (and for Centrifugo, for reference). It opens
 // thousands of WebSocket connections from one process, reads them with a
