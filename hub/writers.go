@@ -22,7 +22,11 @@ import (
 // connections that receive more than one message per delay, which are the
 // ones for which it saves system calls.
 type writerPool struct {
-	delay   int64 // nanoseconds; set before start
+	delay   int64 // nanoseconds; set before start, read-only after
+	workers int   // set by start, read-only after
+	// The fields above are read on every flush; keep them off the cache
+	// line that mu and the ring's indexes keep bouncing between cores.
+	_       [64]byte
 	mu      sync.Mutex
 	cond    sync.Cond
 	ring    []*Client // guarded by mu; a circular buffer of clients ready now
@@ -32,7 +36,6 @@ type writerPool struct {
 	timer   *time.Timer
 	timerAt int64 // guarded by mu; when timer fires, 0 when it is not armed
 	waiting int   // guarded by mu; writers blocked in pop
-	workers int   // set by start
 	stopped bool  // guarded by mu
 	wg      sync.WaitGroup
 }
