@@ -22,7 +22,7 @@ import (
 // a late event for a closed socket whose number was reused finds nothing.
 type poller struct {
 	timeout time.Duration // how long a parked session may stay silent
-	wait    int           // milliseconds per epoll_wait; bounds the sweep's lateness
+	wait    int           // milliseconds per wait for events; bounds the sweep's lateness
 
 	mu    sync.Mutex
 	epfd  int                 // guarded by mu; -1 while no loop runs
@@ -116,7 +116,9 @@ func (p *poller) loop(epfd int) {
 	}
 	events := make([]syscall.EpollEvent, 256)
 	var n int
-	wait := func(fd uintptr) bool {
+	// collect takes the ready events without blocking; false asks the
+	// runtime to wait until the epoll set is readable and call it again.
+	collect := func(fd uintptr) bool {
 		for {
 			var err error
 			n, err = syscall.EpollWait(int(fd), events, 0)
@@ -132,7 +134,7 @@ func (p *poller) loop(epfd int) {
 	for {
 		n = 0
 		_ = f.SetReadDeadline(time.Now().Add(interval))
-		if err := rc.Read(wait); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := rc.Read(collect); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			p.abandon(epfd)
 			return
 		}

@@ -104,7 +104,6 @@ func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader) *ses
 	} else {
 		c.Attach(ss.t)
 	}
-	ss.heard.Store(time.Now().UnixNano())
 	return ss
 }
 
