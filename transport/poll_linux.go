@@ -101,9 +101,8 @@ func (p *poller) remove(ss *session) {
 //
 // It waits through the runtime's own poller (the epoll set's descriptor is
 // itself readable when it has events), never in a blocking epoll_wait: a
-// goroutine blocked in a system call keeps its P until the runtime's
-// monitor takes it back, which on a 2-core machine took a whole P away for
-// milliseconds at a time and cost a third of the sustained fan-out.
+// goroutine blocked in a system call ties up an OS thread, and its P until
+// the runtime's monitor notices, where the runtime's poller needs neither.
 func (p *poller) loop(epfd int) {
 	f := os.NewFile(uintptr(epfd), "switchboard-epoll")
 	defer f.Close()
