@@ -54,6 +54,10 @@ type Config struct {
 	SendQueueBytes int
 	// PingInterval between server pings. Default 25s.
 	PingInterval time.Duration
+	// CloseGrace is how long a connection the server closes may take to
+	// receive its close frame and answer it before its socket is cut.
+	// Default 3s (see hub.Config).
+	CloseGrace time.Duration
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
@@ -111,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		SendQueueBytes:   cfg.SendQueueBytes,
 		PingInterval:     cfg.PingInterval,
+		CloseGrace:       cfg.CloseGrace,
 		UnsubscribeDelay: cfg.UnsubscribeDelay,
 		Default:          cfg.Default,
 		Namespaces:       cfg.Namespaces,

@@ -435,7 +435,12 @@ func TestOrigin(t *testing.T) {
 // TestSlowConsumer checks that a client that never reads is closed with
 // 4008 and counted, while the clients that read get everything.
 func TestSlowConsumer(t *testing.T) {
-	n := start(t, server.Config{SendQueueBytes: 256 << 10})
+	// The slow client reads only after the whole firehose, seconds after
+	// it was closed; its socket is full, so its close frame waits for
+	// that read. The grace must outlast the firehose on a slow machine,
+	// or the socket is cut first (which is right, but not what this test
+	// checks).
+	n := start(t, server.Config{SendQueueBytes: 256 << 10, CloseGrace: time.Minute})
 	slow := dial(t, n.ws("/raw/firehose"), nil)
 	fast := dial(t, n.ws("/raw/firehose"), nil)
 	pub := dial(t, n.ws("/raw/firehose"), nil) // raw senders get their own messages too
