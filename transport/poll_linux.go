@@ -174,28 +174,31 @@ func (p *poller) abandon(epfd int) {
 	if p.epfd == epfd {
 		p.epfd = -1
 	}
-	var all []*session
-	for _, ss := range p.conns {
-		all = append(all, ss)
-	}
 	p.mu.Unlock()
-	for _, ss := range all {
-		_ = ss.t.Close()
-	}
+	p.closeIf(func(*session) bool { return true })
 }
 
 // sweep closes the parked sessions not heard from within the timeout.
 func (p *poller) sweep(now time.Time) {
 	deadline := now.Add(-p.timeout).UnixNano()
-	var silent []*session
+	p.closeIf(func(ss *session) bool {
+		return ss.state.Load() == stateParked && ss.heard.Load() < deadline
+	})
+}
+
+// closeIf closes the socket of every registered session that match picks.
+// It chooses under mu and closes outside it: closing finishes a parked
+// session, which takes mu to unregister it.
+func (p *poller) closeIf(match func(*session) bool) {
+	var picked []*session
 	p.mu.Lock()
 	for _, ss := range p.conns {
-		if ss.state.Load() == stateParked && ss.heard.Load() < deadline {
-			silent = append(silent, ss)
+		if match(ss) {
+			picked = append(picked, ss)
 		}
 	}
 	p.mu.Unlock()
-	for _, ss := range silent {
+	for _, ss := range picked {
 		_ = ss.t.Close()
 	}
 }

@@ -173,8 +173,7 @@ func (ss *session) idle() bool {
 	// Linger: wait for the next frame a while, parked in the runtime's
 	// poller, before giving the goroutine up.
 	_ = ss.conn.SetReadDeadline(time.Now().Add(min(linger, ss.srv.cfg.ReadTimeout)))
-	err := ss.rc.Read(ss.peekWaitFn)
-	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(ss.rc.Read(ss.peekWaitFn), os.ErrDeadlineExceeded)
 }
 
 // peekWait is peek for rc.Read's waiting mode: on EAGAIN it asks the

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -78,19 +77,6 @@ func (n *testNode) dial(t *testing.T, path string) *wsClient {
 	return &wsClient{t: t, conn: conn, br: br}
 }
 
-// frame encodes one masked client frame.
-func frame(op ws.OpCode, fin bool, payload []byte) []byte {
-	var b bytes.Buffer
-	h := ws.Header{Fin: fin, OpCode: op, Masked: true, Length: int64(len(payload)), Mask: ws.NewMask()}
-	if err := ws.WriteHeader(&b, h); err != nil {
-		panic(err)
-	}
-	p := bytes.Clone(payload)
-	ws.Cipher(p, h.Mask, 0)
-	b.Write(p)
-	return b.Bytes()
-}
-
 func (c *wsClient) write(b []byte) {
 	c.t.Helper()
 	if _, err := c.conn.Write(b); err != nil {
@@ -158,7 +144,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		t.Fatalf("%d idle connections added %d goroutines, want a handful", conns, grew)
 	}
 	for i, c := range clients {
-		c.write(frame(ws.OpText, true, []byte(`{"id":1,"op":"ping"}`)))
+		c.write(maskedFrame(byte(ws.OpText), true, []byte(`{"id":1,"op":"ping"}`)))
 		if got := c.nextText(); !strings.Contains(got, `"id":1`) {
 			t.Fatalf("client %d: reply %q, want id 1", i, got)
 		}
@@ -172,7 +158,7 @@ func TestFramesSplitAcrossPauses(t *testing.T) {
 	c := n.dial(t, "/ws")
 	c.nextText() // welcome
 
-	whole := frame(ws.OpText, true, []byte(`{"id":2,"op":"subscribe","channel":"pieces"}`))
+	whole := maskedFrame(byte(ws.OpText), true, []byte(`{"id":2,"op":"subscribe","channel":"pieces"}`))
 	for _, part := range [][]byte{whole[:1], whole[1:4], whole[4:20], whole[20:]} {
 		c.write(part)
 		time.Sleep(30 * time.Millisecond)
@@ -182,11 +168,11 @@ func TestFramesSplitAcrossPauses(t *testing.T) {
 	}
 
 	msg := []byte(`{"id":3,"op":"publish","channel":"pieces","data":"in three fragments"}`)
-	c.write(frame(ws.OpText, false, msg[:10]))
+	c.write(maskedFrame(byte(ws.OpText), false, msg[:10]))
 	time.Sleep(30 * time.Millisecond)
-	c.write(frame(ws.OpContinuation, false, msg[10:30]))
+	c.write(maskedFrame(byte(ws.OpContinuation), false, msg[10:30]))
 	time.Sleep(30 * time.Millisecond)
-	c.write(frame(ws.OpContinuation, true, msg[30:]))
+	c.write(maskedFrame(byte(ws.OpContinuation), true, msg[30:]))
 	var gotReply, gotMessage bool
 	for !gotReply || !gotMessage {
 		got := c.nextText()
@@ -224,7 +210,7 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 				return
 			}
 			if h.OpCode == ws.OpPing {
-				if _, err := alive.conn.Write(frame(ws.OpPong, true, p)); err != nil {
+				if _, err := alive.conn.Write(maskedFrame(byte(ws.OpPong), true, p)); err != nil {
 					done <- err
 					return
 				}
