@@ -28,6 +28,15 @@ type Config struct {
 	MaxMessageBytes int
 	// RequestTimeout bounds each broker call. Default 5s.
 	RequestTimeout time.Duration
+	// Metrics are exported at /metrics after the hub's own: the counters of
+	// the node's other parts (its transport's, say).
+	Metrics []Metric
+}
+
+// Metric is one row of /metrics.
+type Metric struct {
+	Name, Kind, Help string // Kind is "counter" or "gauge"
+	Value            func() uint64
 }
 
 // Handler serves the HTTP API.

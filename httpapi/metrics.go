@@ -39,6 +39,12 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 		{"switchboard_goroutines", "gauge", "Goroutines.", runtime.NumGoroutine()},
 		{"switchboard_heap_inuse_bytes", "gauge", "Heap bytes in use.", ms.HeapInuse},
 	}
+	for _, m := range h.cfg.Metrics {
+		rows = append(rows, struct {
+			name, kind, help string
+			value            any
+		}{m.Name, m.Kind, m.Help, m.Value()})
+	}
 	for _, row := range rows {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", row.name, row.help, row.name, row.kind, row.name, row.value)
 	}

@@ -79,9 +79,12 @@ type Client struct {
 	// rawChannel is the raw dialect's channel; set before Attach.
 	rawChannel string
 	// tokens and refilled are the rate limiter's bucket (Config.ClientRate),
-	// owned by the reader goroutine.
-	tokens   float64
-	refilled time.Time
+	// refused and refusedAt its count of refused frames; all owned by the
+	// reader goroutine.
+	tokens    float64
+	refilled  time.Time
+	refused   float64
+	refusedAt time.Time
 }
 
 // NewClient registers a new client of the given dialect. It fails with
@@ -394,6 +397,22 @@ func (c *Client) allow() bool {
 	}
 	c.tokens--
 	return true
+}
+
+// flooding counts one refused frame and reports whether the client goes on
+// sending far past its rate, so that answering it is no longer worth it:
+// ClientRate refused frames are forgiven each second, and a client with
+// more than ClientBurst unforgiven ones is flooding. A client that slows
+// down when told rate_limited is never cut; one that sends more than twice
+// its rate for a while is.
+func (c *Client) flooding() bool {
+	now := time.Now()
+	if !c.refusedAt.IsZero() {
+		c.refused = max(0, c.refused-now.Sub(c.refusedAt).Seconds()*c.hub.cfg.ClientRate)
+	}
+	c.refusedAt = now
+	c.refused++
+	return c.refused > float64(c.hub.cfg.ClientBurst)
 }
 
 // requestContext returns the context for a broker call made for one request.

@@ -130,6 +130,7 @@ type Hub struct {
 	bg       sync.WaitGroup // gap fillers
 
 	writers     writerPool
+	releases    releaser
 	presenceQ   chan presenceOp // leaves for the presence loop
 	stats       Stats
 	lastRawWarn atomic.Int64 // unix nanos of the last logged raw publish failure
@@ -139,6 +140,7 @@ type Hub struct {
 type shard struct {
 	mu       sync.RWMutex
 	channels map[string]*channel // guarded by mu
+	peak     int                 // guarded by mu; the most channels since the map was made
 }
 
 // channel is the local state of one channel.
@@ -146,9 +148,10 @@ type channel struct {
 	// subs and index are guarded by the shard's mu.
 	subs  []*Client
 	index map[*Client]int
-	// unsubTimer, guarded by the shard's mu, fires the delayed broker
-	// unsubscribe after the last subscriber left.
-	unsubTimer *time.Timer
+	// releaseAt, guarded by the shard's mu, is when the channel is due for
+	// release (monotime) after its last subscriber left; 0 while it has
+	// subscribers (release.go).
+	releaseAt int64
 	// pending, guarded by the shard's mu, holds the clients joining the
 	// channel while its history is read, with the messages that arrived
 	// meanwhile.
@@ -184,6 +187,7 @@ func New(cfg Config) (*Hub, error) {
 
 		presenceQ: make(chan presenceOp, 4096),
 	}
+	h.releases.wake = make(chan struct{}, 1)
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -200,9 +204,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.writers.delay = int64(h.cfg.WriteDelay)
 	h.writers.start()
-	h.done.Add(2)
+	h.done.Add(3)
 	go h.pingLoop()
 	go h.presenceLoop()
+	go h.releaseLoop()
 	return nil
 }
 
@@ -234,9 +239,10 @@ func (h *Hub) shard(ch string) *shard {
 	return &h.shards[maphash.String(h.seed, ch)%numShards]
 }
 
-func (h *Hub) subLock(ch string) *sync.Mutex {
-	return &h.subLocks[maphash.String(h.seed, ch)%numSubLocks]
-}
+func (h *Hub) subLock(ch string) *sync.Mutex { return &h.subLocks[h.stripe(ch)] }
+
+// stripe is the index of ch's stripe lock.
+func (h *Hub) stripe(ch string) int { return int(maphash.String(h.seed, ch) % numSubLocks) }
 
 // HandleMessage is the broker.Handler of the hub: it queues m for every
 // local subscriber of its channel, encoding its frame once per dialect.
@@ -372,6 +378,7 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 	if ch == nil {
 		ch = &channel{index: make(map[*Client]int)}
 		sh.channels[name] = ch
+		sh.peak = max(sh.peak, len(sh.channels))
 	}
 	sh.mu.Unlock()
 	opts := h.options(name)
@@ -441,10 +448,7 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 
 // addLocked makes c a live subscriber of ch. The shard's lock must be held.
 func (h *Hub) addLocked(ch *channel, c *Client) {
-	if ch.unsubTimer != nil {
-		ch.unsubTimer.Stop()
-		ch.unsubTimer = nil
-	}
+	ch.releaseAt = 0
 	ch.index[c] = len(ch.subs)
 	ch.subs = append(ch.subs, c)
 	h.stats.Subscriptions.Add(1)
@@ -455,9 +459,9 @@ func (h *Hub) addLocked(ch *channel, c *Client) {
 func (h *Hub) dropIfUnused(sh *shard, name string, ch *channel) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if len(ch.subs) == 0 && len(ch.pending) == 0 && ch.unsubTimer == nil {
+	if len(ch.subs) == 0 && len(ch.pending) == 0 && ch.releaseAt == 0 {
 		if ch.brokerSubscribed {
-			ch.unsubTimer = time.AfterFunc(h.cfg.UnsubscribeDelay, func() { h.releaseChannel(name) })
+			h.scheduleReleaseLocked(name, ch)
 			return
 		}
 		delete(sh.channels, name)
@@ -497,35 +501,8 @@ func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
 	if reply != nil {
 		c.enqueue(reply)
 	}
-	if len(ch.subs) == 0 && ch.unsubTimer == nil {
-		ch.unsubTimer = time.AfterFunc(h.cfg.UnsubscribeDelay, func() { h.releaseChannel(name) })
-	}
-}
-
-// releaseChannel unsubscribes the broker from a channel that has had no
-// local subscriber for UnsubscribeDelay.
-func (h *Hub) releaseChannel(name string) {
-	lk := h.subLock(name)
-	lk.Lock()
-	defer lk.Unlock()
-	sh := h.shard(name)
-	sh.mu.Lock()
-	ch := sh.channels[name]
-	if ch == nil || len(ch.subs) > 0 || len(ch.pending) > 0 {
-		sh.mu.Unlock()
-		return
-	}
-	ch.unsubTimer = nil
-	delete(sh.channels, name)
-	sh.mu.Unlock()
-	if !ch.brokerSubscribed {
-		return
-	}
-	h.stats.BrokerChannels.Add(-1)
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
-	defer cancel()
-	if err := h.broker.Unsubscribe(ctx, brokerChannels(name, h.options(name))...); err != nil && !errors.Is(err, broker.ErrClosed) {
-		h.log.Warn("broker unsubscribe failed", "channel", name, "err", err)
+	if len(ch.subs) == 0 {
+		h.scheduleReleaseLocked(name, ch)
 	}
 }
 

@@ -25,12 +25,15 @@ func (c *Client) Welcome() {
 // is answered, so replies keep the order of requests.
 //
 // A client over Config.ClientRate is refused: a native request gets
-// rate_limited, a raw connection is closed with 4029.
+// rate_limited, and a native client that goes on sending regardless is
+// closed with 4029, as a raw connection is at once.
 func (c *Client) HandleFrame(payload []byte) {
 	limited := !c.allow()
+	if limited {
+		c.hub.stats.RateLimited.Add(1)
+	}
 	if c.dialect == Raw {
 		if limited {
-			c.hub.stats.RateLimited.Add(1)
 			c.Close(protocol.CloseRateLimited, "rate limited")
 			return
 		}
@@ -39,7 +42,10 @@ func (c *Client) HandleFrame(payload []byte) {
 	}
 	req, perr := protocol.DecodeRequest(payload)
 	if limited {
-		c.hub.stats.RateLimited.Add(1)
+		if c.flooding() {
+			c.Close(protocol.CloseRateLimited, "rate limited")
+			return
+		}
 		c.replyError(req.ID, protocol.Errorf(protocol.CodeRateLimited, "too many requests; slow down"))
 		return
 	}
@@ -70,13 +76,9 @@ func (c *Client) HandleBinary() {
 }
 
 func (c *Client) handlePublish(req protocol.Request) {
-	if c.hub.options(req.Channel).ReadOnly {
-		c.replyError(req.ID, protocol.Errorf(protocol.CodeForbidden, "clients may not publish to "+req.Channel))
-		return
-	}
 	ctx, cancel := c.requestContext()
 	defer cancel()
-	pos, err := c.hub.Publish(ctx, req.Channel, req.Data, WithIdempotencyKey(req.IdempotencyKey))
+	pos, err := c.publish(ctx, req.Channel, req.Data, WithIdempotencyKey(req.IdempotencyKey))
 	if err != nil {
 		c.replyError(req.ID, ErrorOf(err))
 		return
@@ -159,16 +161,27 @@ func (c *Client) SubscribeRaw(ctx context.Context, channel string) error {
 }
 
 // handleRaw publishes a raw text frame, byte for byte, as a JSON string.
-// A frame that cannot be published is counted and logged (at most once a
-// second): the raw dialect has no replies.
+// A frame that cannot be published (the broker is away, or the channel's
+// namespace does not let clients publish) is dropped, counted and logged
+// at most once a second: the raw dialect has no replies.
 func (c *Client) handleRaw(text []byte) {
 	data := protocol.AppendString(make([]byte, 0, len(text)+2), string(text))
 	ctx, cancel := c.requestContext()
 	defer cancel()
-	if _, err := c.hub.Publish(ctx, c.rawChannel, data); err != nil {
+	if _, err := c.publish(ctx, c.rawChannel, data); err != nil {
 		c.hub.stats.RawPublishDropped.Add(1)
 		c.hub.warnRawDrop(c.rawChannel, err)
 	}
+}
+
+// publish publishes data to channel for the client, in any dialect: the
+// one place where a client's publish is checked against the channel's
+// namespace rules before it reaches the broker.
+func (c *Client) publish(ctx context.Context, channel string, data []byte, options ...PublishOption) (broker.Position, error) {
+	if c.hub.options(channel).ReadOnly {
+		return broker.Position{}, protocol.Errorf(protocol.CodeForbidden, "clients may not publish to "+channel)
+	}
+	return c.hub.Publish(ctx, channel, data, options...)
 }
 
 func (c *Client) replyStart() []byte { return frameBuf(64) }

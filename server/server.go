@@ -78,17 +78,39 @@ type Config struct {
 	// UnsubscribeDelay keeps a channel's broker subscription after its
 	// last local client left. Default 2s.
 	UnsubscribeDelay time.Duration
+	// ReadHeaderTimeout bounds the reading of a request's headers, the
+	// WebSocket handshake's included. Default 5s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the reading of a whole HTTP request, its body
+	// included, so that a body trickled byte by byte cannot hold a
+	// connection. A WebSocket connection is not bound by it once upgraded.
+	// Default 15s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive HTTP connection that sends no new
+	// request for this long. Default 60s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers. Default 16 KiB.
+	MaxHeaderBytes int
 }
+
+// The HTTP limits' defaults.
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+)
 
 // Server is one switchboard node.
 type Server struct {
-	cfg   Config
-	hub   *hub.Hub
-	ws    *transport.Server
-	api   *httpapi.Handler
-	web   http.Handler
-	log   *slog.Logger
-	httpS *http.Server
+	cfg     Config
+	hub     *hub.Hub
+	ws      *transport.Server
+	api     *httpapi.Handler
+	origins transport.OriginPolicy
+	web     http.Handler
+	log     *slog.Logger
+	httpS   *http.Server
 }
 
 // New returns a Server; call Start before serving.
@@ -108,6 +130,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Broker == nil {
 		cfg.Broker = memory.New(memory.Config{})
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	h, err := hub.New(hub.Config{
 		Broker:           cfg.Broker,
 		NodeID:           cfg.NodeID,
@@ -126,23 +160,30 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ws := transport.New(transport.Config{
+		Hub:             h,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		Origins:         transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
+		Logger:          cfg.Logger,
+	})
 	s := &Server{
 		cfg: cfg,
 		hub: h,
-		ws: transport.New(transport.Config{
-			Hub:             h,
-			MaxMessageBytes: cfg.MaxMessageBytes,
-			Origins:         transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
-			Logger:          cfg.Logger,
-		}),
-		api: httpapi.New(httpapi.Config{Hub: h, APIKey: cfg.APIKey, MaxMessageBytes: cfg.MaxMessageBytes}),
-		web: cfg.Page,
-		log: cfg.Logger,
+		ws:  ws,
+		api: httpapi.New(httpapi.Config{Hub: h, APIKey: cfg.APIKey, MaxMessageBytes: cfg.MaxMessageBytes,
+			Metrics: []httpapi.Metric{{Name: "switchboard_read_panics_total", Kind: "counter",
+				Help: "Connections closed because reading them panicked (a bug; each is logged).", Value: ws.Panics}}}),
+		origins: transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
+		web:     cfg.Page,
+		log:     cfg.Logger,
 	}
 	s.httpS = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          newErrorLog(cfg.Logger),
 	}
 	return s, nil
 }
@@ -172,7 +213,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ws.ServeRaw(w, r, strings.TrimPrefix(p, "/raw/"))
 	case p == "/" && transport.IsUpgrade(r):
 		s.ws.ServeRaw(w, r, s.cfg.RawChannel)
-	case strings.HasPrefix(p, "/api/"), p == "/healthz", p == "/readyz", p == "/metrics":
+	case strings.HasPrefix(p, "/api/"):
+		// A browser sends Origin with a cross-site request; without
+		// this check, any page a developer visits could publish into
+		// their local server with a simple form POST.
+		if !s.origins.Check(r) {
+			transport.WriteHTTPError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+			return
+		}
+		s.api.ServeHTTP(w, r)
+	case p == "/healthz", p == "/readyz", p == "/metrics":
 		s.api.ServeHTTP(w, r)
 	default:
 		s.web.ServeHTTP(w, r)

@@ -37,9 +37,69 @@ func maskedFrame(op byte, fin bool, payload []byte) []byte {
 	return b
 }
 
-// FuzzReadLoop feeds arbitrary bytes to a connection's read loop, as a
-// hostile client would after the handshake: nothing may panic or hang, and
-// the loop must end when the input does.
+// fuzzNode is the hub and transport the fuzz targets feed; they share one
+// for the whole run.
+func fuzzNode(f *testing.F) (*hub.Hub, *Server) {
+	b := memory.New(memory.Config{})
+	h, err := hub.New(hub.Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 10 * time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return h, New(Config{Hub: h, MaxMessageBytes: fuzzMaxMessage, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// fuzzMaxMessage is the message limit of the fuzzed transport: small, so
+// that inputs reach it.
+const fuzzMaxMessage = 256
+
+// feedReadLoop sends input to a fresh connection of the given dialect, as
+// a hostile client would after the handshake, and waits for the server to
+// finish the connection once the client hangs up. Nothing may panic (also
+// not a panic the session recovers) and nothing may hang.
+func feedReadLoop(t *testing.T, h *hub.Hub, s *Server, input []byte, native bool) {
+	d := hub.Raw
+	if native {
+		d = hub.Native
+	}
+	c, err := h.NewClient(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d == hub.Raw {
+		if err := c.SubscribeRaw(context.Background(), "fuzz"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	panics := s.Panics()
+	// A real socket, so that the session parks between messages as it
+	// does in production.
+	client, server := tcpPair(t)
+	ss := s.newSession(c, server, nil)
+	go func() {
+		_, _ = client.Write(input)
+		// Drain what the server writes, then hang up.
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, client)
+		client.Close()
+	}()
+	ss.start()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Stats().Connections.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection was not finished after its client hung up")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s.Panics() != panics {
+		t.Fatal("reading the connection panicked")
+	}
+}
+
+// FuzzReadLoop feeds arbitrary bytes to a connection's read loop.
 func FuzzReadLoop(f *testing.F) {
 	f.Add(maskedFrame(0x1, true, []byte(`{"id":1,"op":"ping"}`)), true)
 	f.Add(maskedFrame(0x1, true, []byte(`{"id":1,"op":"subscribe","channel":"a"}`)), true)
@@ -50,50 +110,99 @@ func FuzzReadLoop(f *testing.F) {
 	f.Add(maskedFrame(0x1, true, []byte{0xff, 0xfe}), false)
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, true) // unmasked
 	f.Add(maskedFrame(0x1, true, make([]byte, 300)), false)
-
-	b := memory.New(memory.Config{})
-	h, err := hub.New(hub.Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 10 * time.Millisecond})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := h.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = h.Shutdown(context.Background()) })
-	s := New(Config{Hub: h, MaxMessageBytes: 256, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-
+	h, s := fuzzNode(f)
 	f.Fuzz(func(t *testing.T, input []byte, native bool) {
-		d := hub.Raw
-		if native {
-			d = hub.Native
-		}
-		c, err := h.NewClient(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d == hub.Raw {
-			if err := c.SubscribeRaw(context.Background(), "fuzz"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// A real socket, so that the session parks between messages as
-		// it does in production.
-		client, server := tcpPair(t)
-		ss := s.newSession(c, server, nil)
-		go func() {
-			_, _ = client.Write(input)
-			// Drain what the server writes, then hang up.
-			_ = client.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
-			_, _ = io.Copy(io.Discard, client)
-			client.Close()
-		}()
-		ss.start()
-		deadline := time.Now().Add(5 * time.Second)
-		for h.Stats().Connections.Load() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the connection was not finished after its client hung up")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		feedReadLoop(t, h, s, input, native)
 	})
+}
+
+// FuzzFrameSequence reads its input as a program of frames (frameProgram)
+// rather than as bytes, so that the fuzzer explores what matters to the
+// read loop: fragment sequences, opcodes, header encodings and extreme
+// announced lengths, with payloads that may stop short of them.
+func FuzzFrameSequence(f *testing.F) {
+	f.Add([]byte{0x11, 0x05, 0x00}, true)                                      // one text frame
+	f.Add([]byte{0x01, 0x03, 0x00, 0x10, 0x04, 0x00}, true)                    // two fragments
+	f.Add([]byte{0x01, 0x01, 0x00, 0x00, 0x02, 0x00, 0x10, 0x01, 0x00}, false) // three
+	f.Add([]byte{0x12, 0x45, 0x00, 0x19, 0x02, 0x00}, false)                   // binary, then ping
+	f.Add([]byte{0x18, 0x02, 0x01}, true)                                      // close
+	h, s := fuzzNode(f)
+	f.Fuzz(func(t *testing.T, program []byte, native bool) {
+		feedReadLoop(t, h, s, frameProgram(program), native)
+	})
+}
+
+// announced are the extreme lengths a frame program may announce: the
+// largest a header can carry, powers of two around the int sizes, and the
+// fuzzed transport's limit and its neighbours.
+var announced = []uint64{1<<63 - 1, 1 << 62, 1<<32 + 1, 1<<31 - 1, 1 << 16, fuzzMaxMessage + 1, fuzzMaxMessage, fuzzMaxMessage - 1}
+
+// frameProgram builds client frames from a program of 3-byte steps
+// [a, b, c]:
+//
+//   - a: the opcode (low four bits), FIN (0x10), unmasked (0x20), RSV1 (0x40);
+//   - b: the length mode (top two bits) and a length: 0, the low six bits
+//     in the 7-bit field; 1, the low six bits and c as a 16-bit length; 2,
+//     announced[c%len] in the 64-bit field; 3, the low six bits, in a
+//     64-bit field although they would fit in seven;
+//   - c: the payload's first byte (0xFF makes it invalid UTF-8), and for
+//     modes 1 and 2 part of the length.
+//
+// The payload sent is the announced length, but never more than 1,000
+// bytes: a frame may announce far more than the program sends.
+func frameProgram(program []byte) []byte {
+	var out []byte
+	for len(program) >= 3 {
+		a, b, c := program[0], program[1], program[2]
+		program = program[3:]
+		var length uint64
+		mode := b >> 6
+		switch mode {
+		case 0, 3:
+			length = uint64(b & 0x3F)
+		case 1:
+			length = uint64(b&0x3F)<<8 | uint64(c)
+		case 2:
+			length = announced[int(c)%len(announced)]
+		}
+		b0 := a & 0x0F
+		if a&0x10 != 0 {
+			b0 |= 0x80
+		}
+		if a&0x40 != 0 {
+			b0 |= 0x40
+		}
+		out = append(out, b0)
+		masked := a&0x20 == 0
+		var b1 byte
+		if masked {
+			b1 = 0x80
+		}
+		switch {
+		case mode == 3 || length > 0xFFFF:
+			out = append(out, b1|127)
+			out = binary.BigEndian.AppendUint64(out, length)
+		case length >= 126:
+			out = append(out, b1|126)
+			out = binary.BigEndian.AppendUint16(out, uint16(length))
+		default:
+			out = append(out, b1|byte(length))
+		}
+		mask := [4]byte{0x11, 0x22, 0x33, 0x44}
+		if masked {
+			out = append(out, mask[:]...)
+		}
+		n := int(min(length, 1000))
+		for i := range n {
+			p := byte('a' + i%26)
+			if i == 0 {
+				p = c
+			}
+			if masked {
+				p ^= mask[i%4]
+			}
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -2,16 +2,15 @@ package transport
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/gobwas/ws"
@@ -42,17 +41,17 @@ type session struct {
 	c    *hub.Client
 	conn net.Conn
 	t    *wsConn
-	rd   io.Reader     // conn, or br while the upgrade's reader holds bytes
-	br   *bufio.Reader // the upgrade's reader; nil once drained
+	rd   io.Reader     // conn, or early while it holds bytes
+	early *earlyReader // what the client sent with its handshake; nil once read
 	rc   syscall.RawConn
 	poll *poller // nil: the session never parks
 
-	id      uint64       // the poller's key, 0 until the first park; guarded by the poller's mu
-	state   atomic.Int32 // stateReading, stateParked or stateDone
-	heard   atomic.Int64 // unix nanoseconds when the session last parked
-	closing bool         // the server closed: discard until the client answers
-
-	hdr [ws.MaxHeaderSize - 2]byte
+	id       uint64       // the poller's key, 0 until the first park; guarded by the poller's mu
+	state    atomic.Int32 // stateReading, stateParked or stateDone
+	heard    atomic.Int64 // unix nanoseconds when the session last parked
+	finished atomic.Bool  // finish has run
+	closing  bool         // the server closed: discard until the client answers
+	asm      assembler    // owned by the reader
 
 	// peek state, bound once so that a peek allocates nothing
 	peekFn     func(fd uintptr) bool // returns at once
@@ -61,6 +60,22 @@ type session struct {
 	peekErr    syscall.Errno
 	chatty     bool  // resumed twice within a linger: linger before parking again
 	resumedAt  int64 // unix nanoseconds of the last resume
+}
+
+// earlyReader reads the bytes a client sent with its handshake, then the
+// connection.
+type earlyReader struct {
+	b    []byte
+	conn net.Conn
+}
+
+func (r *earlyReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return r.conn.Read(p)
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
 }
 
 // linger is how long a chatty session (one resumed twice within linger)
@@ -84,6 +99,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client) {
 		c.Finish()
 		return
 	}
+	// The HTTP server's deadlines for the request are not the
+	// connection's: the session sets its own.
+	_ = conn.SetDeadline(time.Time{})
 	s.newSession(c, conn, rw.Reader).start()
 }
 
@@ -92,9 +110,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client) {
 // (may be nil).
 func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader) *session {
 	ss := &session{srv: s, c: c, conn: conn, rd: conn}
+	ss.asm.max = int64(s.cfg.MaxMessageBytes)
 	ss.t = &wsConn{conn: conn, writeTimeout: s.cfg.WriteTimeout, sess: ss}
 	if br != nil && br.Buffered() > 0 {
-		ss.rd, ss.br = br, br
+		// Keep just the bytes, not the upgrade's 4 KB reader.
+		b := make([]byte, br.Buffered())
+		_, _ = io.ReadFull(br, b)
+		ss.early = &earlyReader{b: b, conn: conn}
+		ss.rd = ss.early
 	}
 	if ss.rc = rawConn(conn); ss.rc != nil {
 		ss.poll = s.poller()
@@ -107,14 +130,15 @@ func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader) *ses
 	return ss
 }
 
-// start reads what the client has already sent, then parks the session and
-// returns; where it cannot park, it reads on a goroutine of its own, with a
-// small new stack, so that the HTTP handler's goroutine (whose stack
-// net/http has grown) can return.
+// start parks the session and returns, when the client has sent nothing
+// yet (the common case: parking then returns at once). Otherwise, and where
+// it cannot park, it reads on a goroutine of its own, with a small new
+// stack, so that the HTTP handler's goroutine (whose stack net/http has
+// grown, and which holds the request's buffers) returns at once: a client
+// that sends the start of a frame with its handshake and then nothing
+// pins none of them.
 func (ss *session) start() {
-	if ss.poll != nil {
-		// Parking returns at once when the client has sent nothing yet,
-		// which is the common case.
+	if ss.poll != nil && ss.early == nil {
 		ss.run()
 		return
 	}
@@ -122,16 +146,30 @@ func (ss *session) start() {
 }
 
 // run reads until the session parks or ends; when it ends, it finishes the
-// client.
+// client. A panic while reading is a bug: it is logged and counted, and
+// ends this connection only, never the process (the reader may be on the
+// poller's goroutine, where nothing else would recover it).
 func (ss *session) run() {
+	defer func() {
+		if v := recover(); v != nil {
+			ss.srv.panics.Add(1)
+			ss.srv.log.Error("panic while reading a connection; it is closed", "panic", v, "stack", string(debug.Stack()))
+			ss.c.Close(protocol.CloseInternal, "internal error")
+			ss.finish()
+		}
+	}()
 	if ss.readLoop() {
 		return
 	}
 	ss.finish()
 }
 
-// finish unregisters the session and finishes its client. It runs once.
+// finish unregisters the session and finishes its client. Only its first
+// call has an effect.
 func (ss *session) finish() {
+	if ss.finished.Swap(true) {
+		return
+	}
 	ss.state.Store(stateDone)
 	if ss.poll != nil {
 		ss.poll.remove(ss)
@@ -158,11 +196,11 @@ func (ss *session) closed() {
 // idle reports whether the client has nothing more to read right now: the
 // upgrade's reader is drained and the socket has no byte waiting.
 func (ss *session) idle() bool {
-	if ss.br != nil {
-		if ss.br.Buffered() > 0 {
+	if ss.early != nil {
+		if len(ss.early.b) > 0 {
 			return false
 		}
-		ss.rd, ss.br = ss.conn, nil
+		ss.rd, ss.early = ss.conn, nil
 	}
 	if err := ss.rc.Read(ss.peekFn); err != nil || ss.peekErr != syscall.EAGAIN {
 		return false
@@ -212,97 +250,69 @@ func (ss *session) park() bool {
 
 // readLoop reads frames until the connection ends, the client closes it or
 // breaks the protocol (false), or the session parks between messages (true).
+//
+// Once the connection is closing (the server sent its close frame), the
+// loop reads and discards what the client still sends until its close
+// frame arrives, the connection breaks, or the hub cuts it after the close
+// grace: closing a socket with unread input makes the kernel reset it, and
+// the client would lose the close frame.
 func (ss *session) readLoop() (parked bool) {
 	s, c, conn := ss.srv, ss.c, ss.conn
-	hdrBuf := ss.hdr[:2]
-	var msg []byte      // the message being assembled from fragments
-	var msgOp ws.OpCode // its opcode; 0 when none is in progress
-	max := int64(s.cfg.MaxMessageBytes)
 	for {
-		if msgOp == 0 && ss.poll != nil && ss.idle() && ss.park() {
+		if !ss.asm.busy() && ss.poll != nil && ss.idle() && ss.park() {
 			return true
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		h, err := ws.ReadHeaderBuffer(ss.rd, hdrBuf)
-		if err != nil {
-			return false
-		}
-		if !h.Masked || h.Rsv != 0 {
-			c.Close(protocol.CloseProtocolError, "protocol error")
-			return false
-		}
-		if h.OpCode.IsControl() {
-			if h.Length > 125 || !h.Fin {
-				c.Close(protocol.CloseProtocolError, "protocol error")
-				return false
-			}
-			p := make([]byte, h.Length)
-			if _, err := io.ReadFull(ss.rd, p); err != nil {
-				return false
-			}
-			ws.Cipher(p, h.Mask, 0)
-			switch h.OpCode {
-			case ws.OpPing:
-				c.Pong(p)
-			case ws.OpClose:
-				code := protocol.CloseNormal
-				if len(p) >= 2 {
-					code = int(binary.BigEndian.Uint16(p))
-				}
-				c.Close(code, "")
-				return false
-			}
-			continue
-		}
 		if ss.closing || c.Closed() {
 			ss.closing = true
-			if _, err := io.CopyN(io.Discard, ss.rd, h.Length); err != nil {
+			if !ss.discard() {
 				return false
 			}
 			continue
 		}
-		switch {
-		case h.OpCode == ws.OpContinuation && msgOp == 0,
-			h.OpCode != ws.OpContinuation && msgOp != 0,
-			h.OpCode != ws.OpText && h.OpCode != ws.OpBinary && h.OpCode != ws.OpContinuation:
-			c.Close(protocol.CloseProtocolError, "protocol error")
-			return false
-		}
-		if int64(len(msg))+h.Length > max {
-			c.Close(protocol.CloseTooLarge, "message too large")
-			ss.closing = true
-			msg, msgOp = nil, 0
-			if _, err := io.CopyN(io.Discard, ss.rd, h.Length); err != nil {
+		op, payload, err := ss.asm.next(ss.rd)
+		if err != nil {
+			var ce *closeError
+			if !errors.As(err, &ce) {
 				return false
 			}
+			c.Close(ce.Code, ce.Reason)
+			ss.closing = true
 			continue
 		}
-		if msgOp == 0 {
-			msgOp = h.OpCode
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, h.Length)...)
-		if _, err := io.ReadFull(ss.rd, msg[start:]); err != nil {
+		switch op {
+		case 0: // a fragment; the message goes on
+		case ws.OpPing:
+			c.Pong(payload)
+		case ws.OpPong:
+		case ws.OpClose:
+			c.Close(closeCode(payload), "")
 			return false
-		}
-		ws.Cipher(msg[start:], h.Mask, 0)
-		if !h.Fin {
-			continue
-		}
-		op := msgOp
-		payload := msg
-		msg, msgOp = nil, 0
-		switch {
-		case op == ws.OpBinary && c.Dialect() == hub.Raw:
-			c.Close(protocol.CloseUnsupportedData, "binary frames are not supported")
-			ss.closing = true
-		case op == ws.OpBinary:
-			c.HandleBinary()
-		case !utf8.Valid(payload):
-			c.Close(protocol.CloseInvalidPayload, "text is not valid UTF-8")
-			ss.closing = true
+		case ws.OpBinary:
+			if c.Dialect() == hub.Raw {
+				c.Close(protocol.CloseUnsupportedData, "binary frames are not supported")
+			} else {
+				c.HandleBinary()
+			}
 		default:
 			c.HandleFrame(payload)
 		}
 	}
+}
+
+// discard reads one frame of a closing connection and drops it; it reports
+// false when the reading should end (the client's close frame, or an
+// error). The payload of a frame refused as too large is dropped first.
+func (ss *session) discard() bool {
+	if n := ss.asm.unread; n > 0 {
+		ss.asm.unread = 0
+		_, err := io.CopyN(io.Discard, ss.rd, n)
+		return err == nil
+	}
+	h, err := ws.ReadHeaderBuffer(ss.rd, ss.asm.hdr[:2])
+	if err != nil || h.OpCode == ws.OpClose {
+		return false
+	}
+	_, err = io.CopyN(io.Discard, ss.rd, h.Length)
+	return err == nil
 }

@@ -23,6 +23,7 @@ import (
 // testNode is a hub and a transport behind a real HTTP server.
 type testNode struct {
 	hub  *hub.Hub
+	ws   *Server
 	srv  *httptest.Server
 	addr string
 }
@@ -43,7 +44,7 @@ func startNode(t *testing.T, cfg hub.Config) *testNode {
 	mux.HandleFunc("/raw/{channel}", func(w http.ResponseWriter, r *http.Request) {
 		s.ServeRaw(w, r, r.PathValue("channel"))
 	})
-	n := &testNode{hub: h, srv: httptest.NewServer(mux)}
+	n := &testNode{hub: h, ws: s, srv: httptest.NewServer(mux)}
 	n.addr = strings.TrimPrefix(n.srv.URL, "http://")
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

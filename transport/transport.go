@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,7 +41,12 @@ type Server struct {
 	log      *slog.Logger
 	pollOnce sync.Once
 	poll     *poller // parks idle sessions; nil where epoll is missing
+	panics   atomic.Uint64
 }
+
+// Panics returns how many connections were closed because reading them
+// panicked (a bug; each is logged at error level).
+func (s *Server) Panics() uint64 { return s.panics.Load() }
 
 // poller returns the server's poller, made on first use.
 func (s *Server) poller() *poller {
@@ -78,7 +84,7 @@ func (s *Server) ServeNative(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.cfg.Hub.NewClient(hub.Native)
 	if err != nil {
-		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
+		WriteHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
 		return
 	}
 	c.Welcome()
@@ -96,7 +102,7 @@ func (s *Server) ServeRaw(w http.ResponseWriter, r *http.Request, channel string
 	}
 	c, err := s.cfg.Hub.NewClient(hub.Raw)
 	if err != nil {
-		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
+		WriteHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
 		return
 	}
 	if protocol.ValidateChannel(channel) != nil {
@@ -114,7 +120,7 @@ func (s *Server) ServeRaw(w http.ResponseWriter, r *http.Request, channel string
 		if e.Code == protocol.CodeUnavailable || errors.Is(err, broker.ErrUnavailable) {
 			status = http.StatusServiceUnavailable
 		}
-		writeHTTPError(w, status, string(e.Code), e.Message)
+		WriteHTTPError(w, status, string(e.Code), e.Message)
 		return
 	}
 	s.serve(w, r, c)
@@ -124,17 +130,19 @@ func (s *Server) ServeRaw(w http.ResponseWriter, r *http.Request, channel string
 // the request itself when it refuses it.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if !IsUpgrade(r) {
-		writeHTTPError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
+		WriteHTTPError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
 		return false
 	}
 	if !s.cfg.Origins.Check(r) {
-		writeHTTPError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+		WriteHTTPError(w, http.StatusForbidden, "forbidden", "origin not allowed")
 		return false
 	}
 	return true
 }
 
-func writeHTTPError(w http.ResponseWriter, status int, code, msg string) {
+// WriteHTTPError answers a request with an error status and the JSON error
+// body of the HTTP API: {"error":{"code":...,"message":...}}.
+func WriteHTTPError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	b := append([]byte(`{"error":{"code":`), protocol.AppendString(nil, code)...)

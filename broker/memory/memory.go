@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/internal/shrink"
 )
 
 // Config configures a memory Broker. The zero value is ready to use.
@@ -55,6 +56,7 @@ type Broker struct {
 type shard struct {
 	mu       sync.Mutex
 	channels map[string]*channel // guarded by mu
+	peak     int                 // guarded by mu; the most channels since channels was made
 }
 
 // channel is one channel's state.
@@ -154,6 +156,7 @@ func (b *Broker) acquire(name string, create bool) *channel {
 			}
 			ch = &channel{name: name}
 			sh.channels[name] = ch
+			sh.peak = max(sh.peak, len(sh.channels))
 		}
 		sh.mu.Unlock()
 		ch.mu.Lock()
@@ -174,6 +177,7 @@ func (b *Broker) release(ch *channel) {
 		sh.mu.Lock()
 		if sh.channels[ch.name] == ch {
 			delete(sh.channels, ch.name)
+			sh.channels = shrink.Map(sh.channels, &sh.peak)
 		}
 		sh.mu.Unlock()
 	}

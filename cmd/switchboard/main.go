@@ -36,29 +36,33 @@ func main() {
 // options are the command-line options, each also read from an
 // environment variable.
 type options struct {
-	addr             string
-	allowedOrigins   string
-	apiKey           string
-	rawChannel       string
-	maxMessageBytes  int
-	maxSubscriptions int
-	sendQueueBytes   int
-	pingInterval     time.Duration
-	shutdownTimeout  time.Duration
-	logFormat        string
-	logLevel         string
-	redisURL         string
-	nodeID           string
-	configFile       string
-	historySize      int
-	historyTTL       time.Duration
-	presence         bool
-	joinLeave        bool
-	presenceTTL      time.Duration
-	writeDelay       time.Duration
-	clientRate       float64
-	debugAddr        string
-	given            map[string]bool // the flags given on the command line or in the environment
+	addr               string
+	allowedOrigins     string
+	apiKey             string
+	rawChannel         string
+	maxMessageBytes    int
+	maxSubscriptions   int
+	sendQueueBytes     int
+	pingInterval       time.Duration
+	shutdownTimeout    time.Duration
+	logFormat          string
+	logLevel           string
+	redisURL           string
+	nodeID             string
+	configFile         string
+	historySize        int
+	historyTTL         time.Duration
+	presence           bool
+	joinLeave          bool
+	presenceTTL        time.Duration
+	writeDelay         time.Duration
+	clientRate         float64
+	debugAddr          string
+	httpHeaderTimeout  time.Duration
+	httpReadTimeout    time.Duration
+	httpIdleTimeout    time.Duration
+	httpMaxHeaderBytes int
+	given              map[string]bool // the flags given on the command line or in the environment
 }
 
 // envName returns the environment variable of a flag:
@@ -97,6 +101,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Float64Var(&o.clientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit")
 	fs.DurationVar(&o.writeDelay, "write-delay", 0, "hold each connection's writes back this long so more messages go out per system call (less CPU at high rates, that much more latency); 0 writes at once")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's profiler (/debug/pprof/); keep it private; empty serves none")
+	fs.DurationVar(&o.httpHeaderTimeout, "http-header-timeout", server.DefaultReadHeaderTimeout, "longest time a client may take to send a request's headers (the WebSocket handshake's too)")
+	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", server.DefaultReadTimeout, "longest time a client may take to send a whole HTTP request, body included (not a WebSocket connection's life)")
+	fs.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", server.DefaultIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request")
+	fs.IntVar(&o.httpMaxHeaderBytes, "http-max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers a client may send, in bytes")
 	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named after it.\n\nOptions:\n")
@@ -155,6 +163,10 @@ func (o *options) validate() error {
 		return errors.New("--write-delay must be between 0 and 1s")
 	case o.presenceTTL < 300*time.Millisecond:
 		return errors.New("--presence-ttl must be at least 300ms")
+	case o.httpHeaderTimeout <= 0 || o.httpReadTimeout <= 0 || o.httpIdleTimeout <= 0:
+		return errors.New("--http-header-timeout, --http-read-timeout and --http-idle-timeout must be positive")
+	case o.httpMaxHeaderBytes < 1024:
+		return errors.New("--http-max-header-bytes must be at least 1024")
 	}
 	return nil
 }
@@ -211,22 +223,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	srv, err := server.New(server.Config{
-		Page:             web.Handler(),
-		Broker:           b,
-		NodeID:           o.nodeID,
-		Logger:           log,
-		AllowedOrigins:   splitList(o.allowedOrigins),
-		APIKey:           o.apiKey,
-		RawChannel:       o.rawChannel,
-		MaxMessageBytes:  o.maxMessageBytes,
-		MaxSubscriptions: o.maxSubscriptions,
-		SendQueueBytes:   o.sendQueueBytes,
-		PingInterval:     o.pingInterval,
-		PresenceTTL:      o.presenceTTL,
-		WriteDelay:       o.writeDelay,
-		ClientRate:       o.clientRate,
-		Default:          defNS,
-		Namespaces:       namedNS,
+		Page:              web.Handler(),
+		Broker:            b,
+		NodeID:            o.nodeID,
+		Logger:            log,
+		AllowedOrigins:    splitList(o.allowedOrigins),
+		APIKey:            o.apiKey,
+		RawChannel:        o.rawChannel,
+		MaxMessageBytes:   o.maxMessageBytes,
+		MaxSubscriptions:  o.maxSubscriptions,
+		SendQueueBytes:    o.sendQueueBytes,
+		PingInterval:      o.pingInterval,
+		PresenceTTL:       o.presenceTTL,
+		WriteDelay:        o.writeDelay,
+		ClientRate:        o.clientRate,
+		Default:           defNS,
+		Namespaces:        namedNS,
+		ReadHeaderTimeout: o.httpHeaderTimeout,
+		ReadTimeout:       o.httpReadTimeout,
+		IdleTimeout:       o.httpIdleTimeout,
+		MaxHeaderBytes:    o.httpMaxHeaderBytes,
 	})
 	if err != nil {
 		log.Error("bad configuration", "err", err)
@@ -244,6 +260,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.apiKey == "" {
 		log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
+	}
+	if o.allowedOrigins == "" {
+		log.Warn("no --allowed-origins: pages on loopback origins and pages opened from files (Origin: null) may connect and use the API")
 	}
 	brokerName := "memory"
 	if o.redisURL != "" {
