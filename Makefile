@@ -26,9 +26,13 @@ fmt-check:
 	@out=$$(gofmt -s -l $(GOFILES)); if [ -n "$$out" ]; then echo "not gofmt -s clean:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 
+# lint vets and checks the code, and that it still builds (and vets) for
+# Windows and macOS, where the transport falls back to blocking writes.
 lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	GOOS=windows $(GO) vet ./...
+	GOOS=darwin $(GO) build ./...
 
 # test runs every test: Go with the race detector (Redis tests start their
 # own redis-server processes), a short fuzz of each decoder, and the

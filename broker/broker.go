@@ -102,7 +102,8 @@ type Broker interface {
 	// Publish sends data, one JSON value, to every node subscribed to the
 	// channel, this one included. A nil error means the broker has taken the
 	// message; the error wraps ErrUnavailable when the broker cannot be
-	// reached, and the message is then not delivered later. The returned
+	// reached (see ErrUnavailable for when it may still have taken the
+	// message). The returned
 	// Position is zero when opts keep no history.
 	Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (Position, error)
 

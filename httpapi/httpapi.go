@@ -28,15 +28,9 @@ type Config struct {
 	MaxMessageBytes int
 	// RequestTimeout bounds each broker call. Default 5s.
 	RequestTimeout time.Duration
-	// Metrics are exported at /metrics after the hub's own: the counters of
-	// the node's other parts (its transport's, say).
-	Metrics []Metric
-}
-
-// Metric is one row of /metrics.
-type Metric struct {
-	Name, Kind, Help string // Kind is "counter" or "gauge"
-	Value            func() uint64
+	// Metrics are the figures of the node's other parts (its transport,
+	// its dialects), exported at /metrics after the hub's own.
+	Metrics []func() []hub.Metric
 }
 
 // Handler serves the HTTP API.
@@ -285,28 +279,8 @@ type errorBody struct {
 	Message string        `json:"message"`
 }
 
-// statusOf is the HTTP status of each error code.
-var statusOf = map[protocol.Code]int{
-	protocol.CodeBadRequest:    http.StatusBadRequest,
-	protocol.CodeUnauthorized:  http.StatusUnauthorized,
-	protocol.CodeForbidden:     http.StatusForbidden,
-	protocol.CodeNotFound:      http.StatusNotFound,
-	protocol.CodeTooLarge:      http.StatusRequestEntityTooLarge,
-	protocol.CodeRateLimited:   http.StatusTooManyRequests,
-	protocol.CodeLimitExceeded: http.StatusTooManyRequests,
-	protocol.CodeUnavailable:   http.StatusServiceUnavailable,
-	protocol.CodeInternal:      http.StatusInternalServerError,
-}
-
-// writeError writes e as the JSON error body with its HTTP status. Every
-// API error goes through it.
-func writeError(w http.ResponseWriter, e *protocol.Error) {
-	status, ok := statusOf[e.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	writeJSON(w, status, map[string]errorBody{"error": {Code: e.Code, Message: e.Message}})
-}
+// writeError writes e as the JSON error body with its HTTP status.
+func writeError(w http.ResponseWriter, e *protocol.Error) { protocol.WriteHTTPError(w, e) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -1,4 +1,4 @@
-package hub
+package hub_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/hub"
 )
 
 // discardTransport accepts every write at once.
@@ -31,16 +32,16 @@ func (d *discardTransport) TryWriteFrames(f [][]byte) (int, error) {
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h, _ := newHub(b, Config{SendQueueBytes: 64 << 20})
+			h, _ := newHub(b, hub.Config{SendQueueBytes: 64 << 20})
 			ts := make([]*discardTransport, n)
 			for i := range n {
-				c, err := h.NewClient(Native)
+				c, err := h.NewClient(nativeDialect, hub.Identity{})
 				if err != nil {
 					b.Fatal(err)
 				}
 				ts[i] = &discardTransport{}
 				c.Attach(ts[i])
-				if err := h.subscribe(context.Background(), c, "bench", nil, nil); err != nil {
+				if err := c.Subscribe(context.Background(), "bench", hub.SubscribeOptions{}); err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { c.Close(1000, ""); c.Finish() })

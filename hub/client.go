@@ -2,28 +2,13 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/wsframe"
 )
-
-// Dialect is the wire dialect of a connection.
-type Dialect uint8
-
-const (
-	// Native is the JSON request/reply dialect of PROTOCOL.md, on /ws.
-	Native Dialect = iota
-	// Raw is the seed-compatible dialect: text in, text out, one channel.
-	Raw
-)
-
-func (d Dialect) String() string {
-	if d == Raw {
-		return "raw"
-	}
-	return "native"
-}
 
 // TryWriter is implemented by transports that can write without blocking
 // (a TCP socket through writev). Clients on such transports are flushed by
@@ -50,13 +35,24 @@ type Transport interface {
 }
 
 // Client is one connection to the hub. The transport creates it with
-// NewClient, attaches itself with Attach, calls HandleFrame for every frame
-// it reads, and Finish when reading ends.
+// NewClient, attaches itself with Attach, hands every message the client
+// sends to HandleText or HandleBinary, and calls Finish when reading ends.
+//
+// The verbs a dialect uses (Subscribe, Unsubscribe, Publish, History,
+// Presence, Allow) must be called from the client's reader, one at a time:
+// they own the client's subscriptions. Send, Close and the accessors are
+// safe from any goroutine.
 type Client struct {
 	hub     *Hub
 	id      string
 	seq     uint64
 	dialect Dialect
+	di      uint8 // dialect's index in the hub (frameCache)
+	ident   Identity
+
+	// Data is the dialect's state of this connection (a raw client's
+	// channel, say). The dialect's handlers own it.
+	Data any
 
 	// mu guards the send queue and the fields below it.
 	mu      sync.Mutex
@@ -76,8 +72,6 @@ type Client struct {
 
 	// subs is owned by the reader goroutine.
 	subs map[string]struct{}
-	// rawChannel is the raw dialect's channel; set before Attach.
-	rawChannel string
 	// tokens and refilled are the rate limiter's bucket (Config.ClientRate),
 	// refused and refusedAt its count of refused frames; all owned by the
 	// reader goroutine.
@@ -87,11 +81,15 @@ type Client struct {
 	refusedAt time.Time
 }
 
-// NewClient registers a new client of the given dialect. It fails with
+// NewClient registers a new client of dialect d, who is id. It fails with
 // ErrClosing during Shutdown.
-func (h *Hub) NewClient(d Dialect) (*Client, error) {
-	id, seq := h.newClientID()
-	c := &Client{hub: h, id: id, seq: seq, dialect: d, dueIndex: -1}
+func (h *Hub) NewClient(d Dialect, id Identity) (*Client, error) {
+	di, ok := h.dialects.index(d)
+	if !ok {
+		return nil, fmt.Errorf("hub: more than %d dialects", maxDialects)
+	}
+	cid, seq := h.newClientID()
+	c := &Client{hub: h, id: cid, seq: seq, dialect: d, di: di, ident: id, dueIndex: -1}
 	if err := h.register(c); err != nil {
 		return nil, err
 	}
@@ -103,6 +101,17 @@ func (c *Client) ID() string { return c.id }
 
 // Dialect returns the client's dialect.
 func (c *Client) Dialect() Dialect { return c.dialect }
+
+// Hub returns the client's hub.
+func (c *Client) Hub() *Hub { return c.hub }
+
+// Identity returns who the client is. The reader may change it
+// (SetIdentity); other goroutines must not read it.
+func (c *Client) Identity() *Identity { return &c.ident }
+
+// SetIdentity makes the client id from now on (a token given after the
+// connection opened, or refreshed). It must be called from the reader.
+func (c *Client) SetIdentity(id Identity) { c.ident = id }
 
 // Attach gives the client its transport and starts writing whatever was
 // queued before it (the welcome frame, or messages of a raw connection's
@@ -127,8 +136,8 @@ func (c *Client) enqueue(frame []byte) bool {
 		return false
 	}
 	if c.queued+len(frame) > c.hub.cfg.SendQueueBytes {
-		c.hub.stats.SlowConsumers.Add(1)
-		c.closeLocked(CloseFrame(protocol.CloseSlowConsumer, "slow consumer"), true)
+		c.hub.stats.slowConsumers.Add(1)
+		c.closeLocked(wsframe.Close(protocol.CloseSlowConsumer, "slow consumer"), true)
 		c.mu.Unlock()
 		return false
 	}
@@ -184,7 +193,7 @@ func (c *Client) flushNow() (again bool) {
 	if c.hub.writers.delay > 0 {
 		c.lastWrite = monotime()
 	}
-	c.hub.stats.Writes.Add(1)
+	c.hub.stats.writes.Add(1)
 	if err == nil && n < total {
 		rest := consume(batch, n)
 		c.mu.Lock()
@@ -193,7 +202,7 @@ func (c *Client) flushNow() (again bool) {
 		go c.writeLoop(rest)
 		return false
 	}
-	c.hub.stats.FramesWritten.Add(uint64(frames))
+	c.hub.stats.framesWritten.Add(uint64(frames))
 	clear(batch)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -289,8 +298,8 @@ func (c *Client) writeBlocking(t Transport, batch [][]byte) {
 	frames := len(batch)
 	err := t.WriteFrames(batch)
 	clear(batch)
-	c.hub.stats.Writes.Add(1)
-	c.hub.stats.FramesWritten.Add(uint64(frames))
+	c.hub.stats.writes.Add(1)
+	c.hub.stats.framesWritten.Add(uint64(frames))
 	c.mu.Lock()
 	c.queued -= n
 	if err != nil {
@@ -305,7 +314,7 @@ func (c *Client) writeBlocking(t Transport, batch [][]byte) {
 // once; only the first call has an effect.
 func (c *Client) Close(code int, reason string) {
 	c.mu.Lock()
-	c.closeLocked(CloseFrame(code, reason), false)
+	c.closeLocked(wsframe.Close(code, reason), false)
 	c.mu.Unlock()
 }
 
@@ -354,9 +363,6 @@ func (c *Client) kill() {
 // leaves every channel, lets the writer flush what is queued (at most
 // CloseGrace), closes the socket and unregisters the client.
 func (c *Client) Finish() {
-	if c.rawChannel != "" {
-		c.hub.unsubscribe(c, c.rawChannel, nil)
-	}
 	for name := range c.subs {
 		c.hub.unsubscribe(c, name, nil)
 	}
@@ -378,9 +384,10 @@ func (c *Client) Finish() {
 	c.hub.unregister(c)
 }
 
-// allow takes one token from the client's bucket: ClientRate tokens a
-// second, at most ClientBurst saved. It always allows without a rate.
-func (c *Client) allow() bool {
+// Allow takes one token from the client's bucket for a frame it sent:
+// ClientRate tokens a second, at most ClientBurst saved. It always allows
+// without a rate; a refusal is counted. Dialects call it for every frame.
+func (c *Client) Allow() bool {
 	rate := c.hub.cfg.ClientRate
 	if rate <= 0 {
 		return true
@@ -393,19 +400,21 @@ func (c *Client) allow() bool {
 	}
 	c.refilled = now
 	if c.tokens < 1 {
+		c.hub.stats.rateLimited.Add(1)
 		return false
 	}
 	c.tokens--
 	return true
 }
 
-// flooding counts one refused frame and reports whether the client goes on
-// sending far past its rate, so that answering it is no longer worth it:
-// ClientRate refused frames are forgiven each second, and a client with
-// more than ClientBurst unforgiven ones is flooding. A client that slows
-// down when told rate_limited is never cut; one that sends more than twice
+// Flooding is called for a frame Allow refused; it reports whether the
+// client goes on sending far past its rate, so that answering it is no
+// longer worth it and it should be closed (4029): ClientRate refused
+// frames are forgiven each second, and a client with more than
+// ClientBurst unforgiven ones is flooding. A client that slows down when
+// told it is over its rate is never cut; one that sends more than twice
 // its rate for a while is.
-func (c *Client) flooding() bool {
+func (c *Client) Flooding() bool {
 	now := time.Now()
 	if !c.refusedAt.IsZero() {
 		c.refused = max(0, c.refused-now.Sub(c.refusedAt).Seconds()*c.hub.cfg.ClientRate)
@@ -415,7 +424,8 @@ func (c *Client) flooding() bool {
 	return c.refused > float64(c.hub.cfg.ClientBurst)
 }
 
-// requestContext returns the context for a broker call made for one request.
-func (c *Client) requestContext() (context.Context, context.CancelFunc) {
+// RequestContext returns the context for the broker calls made for one
+// request: Config.RequestTimeout.
+func (c *Client) RequestContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), c.hub.cfg.RequestTimeout)
 }

@@ -1,15 +1,18 @@
-package hub
+package hub_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/hub"
 )
 
 // messageOffsets decodes message events and returns their data values,
@@ -40,15 +43,15 @@ func messageData(t *testing.T, fs []frame) []int {
 }
 
 func TestHistoryRequest(t *testing.T) {
-	h, _ := newHub(t, Config{Default: NamespaceOptions{HistorySize: 3}})
+	h, _ := newHub(t, hub.Config{Default: hub.NamespaceOptions{HistorySize: 3}})
 	for i := range 5 {
 		if _, err := h.Publish(context.Background(), "h", fmt.Appendf(nil, "%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c, ft := connect(t, h)
-	c.HandleFrame([]byte(`{"id":1,"op":"history","channel":"h","limit":2}`))
-	c.HandleFrame([]byte(`{"id":2,"op":"history","channel":"h"}`))
+	c.HandleText([]byte(`{"id":1,"op":"history","channel":"h","limit":2}`))
+	c.HandleText([]byte(`{"id":2,"op":"history","channel":"h"}`))
 	fs := ft.waitFrames(t, 3)
 	var r1, r2 struct {
 		Epoch    string
@@ -70,7 +73,7 @@ func TestHistoryRequest(t *testing.T) {
 // publishing: the client gets every message after since exactly once, in
 // order, then the live ones.
 func TestRecoveryUnderLoad(t *testing.T) {
-	h, _ := newHub(t, Config{Default: NamespaceOptions{HistorySize: 10000}})
+	h, _ := newHub(t, hub.Config{Default: hub.NamespaceOptions{HistorySize: 10000}})
 	var published atomic.Int64
 	pub := func() {
 		n := published.Add(1)
@@ -83,7 +86,7 @@ func TestRecoveryUnderLoad(t *testing.T) {
 	}
 	// Learn the epoch from a first subscription.
 	first, ft1 := connect(t, h)
-	first.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"r"}`))
+	first.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"r"}`))
 	var reply struct {
 		Epoch  string
 		Offset uint64
@@ -112,7 +115,7 @@ func TestRecoveryUnderLoad(t *testing.T) {
 	for round := range 10 {
 		since := uint64(20 + round*5)
 		c, ft := connect(t, h)
-		c.HandleFrame(fmt.Appendf(nil, `{"id":1,"op":"subscribe","channel":"r","since":{"epoch":%q,"offset":%d}}`, reply.Epoch, since))
+		c.HandleText(fmt.Appendf(nil, `{"id":1,"op":"subscribe","channel":"r","since":{"epoch":%q,"offset":%d}}`, reply.Epoch, since))
 		fs := ft.waitFrames(t, 3)
 		var r struct {
 			OK        bool
@@ -140,7 +143,7 @@ func TestRecoveryUnderLoad(t *testing.T) {
 // TestRecoveryImpossible checks recovered:false with the current position
 // when the epoch is unknown or the messages left history.
 func TestRecoveryImpossible(t *testing.T) {
-	h, _ := newHub(t, Config{Default: NamespaceOptions{HistorySize: 5}})
+	h, _ := newHub(t, hub.Config{Default: hub.NamespaceOptions{HistorySize: 5}})
 	for i := range 20 {
 		if _, err := h.Publish(context.Background(), "x", fmt.Appendf(nil, "%d", i)); err != nil {
 			t.Fatal(err)
@@ -152,7 +155,7 @@ func TestRecoveryImpossible(t *testing.T) {
 	}
 	for _, since := range []string{`{"epoch":"gone","offset":3}`, fmt.Sprintf(`{"epoch":%q,"offset":2}`, res.Pos.Epoch)} {
 		c, ft := connect(t, h)
-		c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"x","since":` + since + `}`))
+		c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"x","since":` + since + `}`))
 		want := fmt.Sprintf(`{"id":1,"ok":true,"epoch":%q,"offset":20,"recovered":false}`, res.Pos.Epoch)
 		if got := string(ft.waitFrames(t, 2)[1].payload); got != want {
 			t.Errorf("since %s: %s, want %s", since, got, want)
@@ -177,11 +180,11 @@ func (b *lossyBroker) Start(ctx context.Context, h broker.Handler) error {
 
 // newLossyHub returns a hub with history whose broker drops messages while
 // told to.
-func newLossyHub(t *testing.T) (*Hub, *lossyBroker) {
+func newLossyHub(t *testing.T) (*hub.Hub, *lossyBroker) {
 	t.Helper()
-	h0, cb := newHub(t, Config{})
+	_, cb := newHub(t, hub.Config{})
 	lb := &lossyBroker{countingBroker: cb}
-	h, err := New(Config{Broker: lb, Logger: h0.log, Default: NamespaceOptions{HistorySize: 100}})
+	h, err := hub.New(hub.Config{Broker: lb, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Default: hub.NamespaceOptions{HistorySize: 100}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +200,7 @@ func newLossyHub(t *testing.T) (*Hub, *lossyBroker) {
 func TestNodeFillsGap(t *testing.T) {
 	h, lb := newLossyHub(t)
 	c, ft := connect(t, h)
-	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
 	ft.waitFrames(t, 2)
 	publish := func(from, to int) {
 		for i := from; i <= to; i++ {
@@ -217,8 +220,8 @@ func TestNodeFillsGap(t *testing.T) {
 			t.Fatalf("message %d is %d: %v", i, d, got)
 		}
 	}
-	if h.Stats().GapsFilled.Load() != 1 {
-		t.Errorf("gaps filled = %d, want 1", h.Stats().GapsFilled.Load())
+	if h.Stats().GapsFilled != 1 {
+		t.Errorf("gaps filled = %d, want 1", h.Stats().GapsFilled)
 	}
 }
 
@@ -227,7 +230,7 @@ func TestNodeFillsGap(t *testing.T) {
 func TestRestoreFillsGap(t *testing.T) {
 	h, lb := newLossyHub(t)
 	c, ft := connect(t, h)
-	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"g"}`))
 	ft.waitFrames(t, 2)
 	for i := 1; i <= 10; i++ {
 		if i == 4 {

@@ -5,16 +5,30 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/wsframe"
+)
+
+// Defaults of Config's fields, in one place for every layer that shows
+// them (the binary's flags, the server's documentation).
+const (
+	DefaultMaxSubscriptions = 128
+	DefaultSendQueueBytes   = 1 << 20
+	DefaultPingInterval     = 25 * time.Second
+	DefaultUnsubscribeDelay = 2 * time.Second
+	DefaultCloseGrace       = 3 * time.Second
+	DefaultRequestTimeout   = 5 * time.Second
+	DefaultPresenceTTL      = 30 * time.Second
+	DefaultHistoryTTL       = 24 * time.Hour
 )
 
 // Config configures a Hub. Zero fields take the documented defaults.
@@ -26,6 +40,10 @@ type Config struct {
 	NodeID string
 	// Logger receives the hub's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Authorizer decides what each client may do on each channel, on every
+	// request. Default: the namespace options decide (a ReadOnly namespace
+	// takes no client publish).
+	Authorizer Authorizer
 	// MaxSubscriptions is how many channels one client may be in.
 	// Default 128.
 	MaxSubscriptions int
@@ -42,8 +60,8 @@ type Config struct {
 	// flush its close frame and answer it before its socket is closed.
 	// Default 3s.
 	CloseGrace time.Duration
-	// RequestTimeout bounds each broker call made for a client request.
-	// Default 5s.
+	// RequestTimeout bounds each broker call made for a request. Default
+	// 5s.
 	RequestTimeout time.Duration
 	// ClientRate is how many frames a second one client may send, on
 	// average; zero (the default) sets no limit. ClientBurst is how many it
@@ -65,7 +83,8 @@ type Config struct {
 	// Default holds the options of the default namespace, and of every
 	// namespace without its own entry in Namespaces.
 	Default NamespaceOptions
-	// Namespaces holds the options of named namespaces.
+	// Namespaces holds the options of named namespaces. The hub keeps a
+	// copy: changing the map afterwards changes nothing.
 	Namespaces map[string]NamespaceOptions
 }
 
@@ -77,28 +96,28 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.MaxSubscriptions <= 0 {
-		c.MaxSubscriptions = 128
+		c.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = 1 << 20
+		c.SendQueueBytes = DefaultSendQueueBytes
 	}
 	if c.PingInterval <= 0 {
-		c.PingInterval = 25 * time.Second
+		c.PingInterval = DefaultPingInterval
 	}
 	if c.UnsubscribeDelay <= 0 {
-		c.UnsubscribeDelay = 2 * time.Second
+		c.UnsubscribeDelay = DefaultUnsubscribeDelay
 	}
 	if c.CloseGrace <= 0 {
-		c.CloseGrace = 3 * time.Second
+		c.CloseGrace = DefaultCloseGrace
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 5 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.ClientRate > 0 && c.ClientBurst <= 0 {
 		c.ClientBurst = max(int(2*c.ClientRate), 1)
 	}
 	if c.PresenceTTL <= 0 {
-		c.PresenceTTL = 30 * time.Second
+		c.PresenceTTL = DefaultPresenceTTL
 	}
 }
 
@@ -110,10 +129,20 @@ const (
 
 // Hub is one switchboard node. Create it with New, then Start it.
 type Hub struct {
-	cfg    Config
+	cfg    Config // read-only after New, but for the namespaces (ns)
 	broker broker.Broker
 	log    *slog.Logger
 	seed   maphash.Seed
+	auth   Authorizer
+
+	// The broker's optional capabilities, learnt once in New; nil when it
+	// lacks them.
+	hist    broker.Historian
+	pres    broker.Presencer
+	counter broker.NodeCounter
+	readier broker.Readier
+
+	ns atomic.Pointer[namespaces] // the namespace options in force
 
 	shards   [numShards]shard
 	subLocks [numSubLocks]sync.Mutex
@@ -122,18 +151,19 @@ type Hub struct {
 	clients   [numClients]map[*Client]struct{} // guarded by clientsMu[i]
 	active    sync.WaitGroup                   // one count per registered client
 	nextID    atomic.Uint64
+	dialects  dialects
 
+	started  atomic.Bool
 	closing  atomic.Bool
-	stop     chan struct{} // closed by Shutdown: stops the pinger
+	stop     chan struct{} // closed by Shutdown: stops the hub's loops
 	stopOnce sync.Once
-	done     sync.WaitGroup // the pinger
+	done     sync.WaitGroup // the pinger, the presence loop, the releaser
 	bg       sync.WaitGroup // gap fillers
 
-	writers     writerPool
-	releases    releaser
-	presenceQ   chan presenceOp // leaves for the presence loop
-	stats       Stats
-	lastRawWarn atomic.Int64 // unix nanos of the last logged raw publish failure
+	writers   writerPool
+	releases  releaser
+	presenceQ chan presenceOp // leaves for the presence loop
+	stats     counters
 }
 
 // shard holds the channels whose name hashes to it.
@@ -172,7 +202,9 @@ type pending struct {
 	held []broker.Message
 }
 
-// New returns a Hub; it serves no client until Start.
+// New returns a Hub; it serves no client until Start. It fails when the
+// configuration asks for what the broker cannot do (history or presence
+// from a broker without them).
 func New(cfg Config) (*Hub, error) {
 	if cfg.Broker == nil {
 		return nil, errors.New("hub: Config.Broker is required")
@@ -183,9 +215,21 @@ func New(cfg Config) (*Hub, error) {
 		broker: cfg.Broker,
 		log:    cfg.Logger,
 		seed:   maphash.MakeSeed(),
+		auth:   cfg.Authorizer,
 		stop:   make(chan struct{}),
 
 		presenceQ: make(chan presenceOp, 4096),
+	}
+	h.hist, _ = cfg.Broker.(broker.Historian)
+	h.pres, _ = cfg.Broker.(broker.Presencer)
+	h.counter, _ = cfg.Broker.(broker.NodeCounter)
+	h.readier, _ = cfg.Broker.(broker.Readier)
+	if err := h.SetNamespaces(cfg.Default, cfg.Namespaces); err != nil {
+		return nil, err
+	}
+	h.cfg.Namespaces = nil // h.ns holds them
+	if h.auth == nil {
+		h.auth = namespaceRules{h}
 	}
 	h.releases.wake = make(chan struct{}, 1)
 	for i := range h.shards {
@@ -197,7 +241,9 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
-// Start starts the broker with the hub as its Handler, and the pinger.
+// Start starts the broker with the hub as its Handler, and the hub's own
+// goroutines (the pinger, the presence loop, the releaser and the writer
+// pool), which run until Shutdown.
 func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Start(ctx, h); err != nil {
 		return err
@@ -208,17 +254,24 @@ func (h *Hub) Start(ctx context.Context) error {
 	go h.pingLoop()
 	go h.presenceLoop()
 	go h.releaseLoop()
+	h.started.Store(true)
 	return nil
 }
 
 // NodeID returns the node's id.
 func (h *Hub) NodeID() string { return h.cfg.NodeID }
 
-// Config returns the hub's configuration with defaults filled in.
-func (h *Hub) Config() Config { return h.cfg }
+// PingInterval returns how often the hub pings every connection.
+func (h *Hub) PingInterval() time.Duration { return h.cfg.PingInterval }
 
-// Stats returns the hub's counters.
-func (h *Hub) Stats() *Stats { return &h.stats }
+// Config returns the hub's configuration with defaults filled in and the
+// namespace options in force (copies: changing them changes nothing).
+func (h *Hub) Config() Config {
+	c := h.cfg
+	ns := h.ns.Load()
+	c.Default, c.Namespaces = ns.def, ns.clone()
+	return c
+}
 
 // Ready returns nil while the hub accepts clients and its broker is
 // reachable.
@@ -226,8 +279,8 @@ func (h *Hub) Ready() error {
 	if h.closing.Load() {
 		return ErrClosing
 	}
-	if r, ok := h.broker.(broker.Readier); ok {
-		return r.Ready()
+	if h.readier != nil {
+		return h.readier.Ready()
 	}
 	return nil
 }
@@ -249,8 +302,8 @@ func (h *Hub) stripe(ch string) int { return int(maphash.String(h.seed, ch) % nu
 // Messages with a position (channels with history) go through the
 // channel's sequencer first, which drops duplicates and fills gaps.
 func (h *Hub) HandleMessage(m broker.Message) {
-	if strings.HasSuffix(m.Channel, eventSuffix) {
-		h.handleEvent(m)
+	if name, ok := eventChannel(m.Channel); ok {
+		h.handleEvent(name, m)
 		return
 	}
 	sh := h.shard(m.Channel)
@@ -275,44 +328,34 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 	if len(ch.subs) == 0 && len(ch.pending) == 0 {
 		return
 	}
-	var native, raw []byte
+	var frames frameCache
 	var delivered uint64
 	for _, c := range ch.subs {
-		var f []byte
-		if c.dialect == Raw {
-			if raw == nil {
-				raw = rawMessageFrame(m.Data)
-			}
-			f = raw
-		} else {
-			if native == nil {
-				native = nativeMessageFrame(m)
-			}
-			f = native
-		}
-		if c.enqueue(f) {
+		if f := frames.frame(c, &m); f != nil && c.enqueue(f) {
 			delivered++
 		}
 	}
 	for _, p := range ch.pending {
 		p.held = append(p.held, m)
 	}
-	h.stats.MessagesReceived.Add(1)
-	h.stats.MessagesDelivered.Add(delivered)
+	h.stats.messagesReceived.Add(1)
+	h.stats.messagesDelivered.Add(delivered)
 }
 
 // Publish publishes data, one JSON value, to channel through the broker,
 // with the history options of the channel's namespace. It returns the
-// message's position (zero without history). Errors wrap
-// broker.ErrUnavailable when the broker cannot be reached.
+// message's position (zero without history). It asks no Authorizer: it is
+// the HTTP API's and the embedding program's verb (clients publish with
+// Client.Publish). Errors wrap broker.ErrUnavailable when the broker
+// cannot be reached.
 //
 // While the broker reports it is not ready (its subscriptions are down, for
 // one), Publish fails at once: a message this node's own subscribers could
 // miss is refused rather than acknowledged.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options ...PublishOption) (broker.Position, error) {
-	if r, ok := h.broker.(broker.Readier); ok {
-		if err := r.Ready(); err != nil {
-			h.stats.PublishErrors.Add(1)
+	if h.readier != nil {
+		if err := h.readier.Ready(); err != nil {
+			h.stats.publishErrors.Add(1)
 			return broker.Position{}, err
 		}
 	}
@@ -322,27 +365,39 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options 
 	}
 	pos, err := h.broker.Publish(ctx, channel, data, opts)
 	if err != nil {
-		h.stats.PublishErrors.Add(1)
-		return pos, err
+		h.stats.publishErrors.Add(1)
+		return pos, h.seen("publish", channel, err)
 	}
-	h.stats.MessagesPublished.Add(1)
+	h.stats.messagesPublished.Add(1)
 	return pos, nil
 }
 
 // History returns the newest limit messages of channel, oldest first, and
 // its current position. A negative limit, or one over the namespace's
 // history size, means the whole history. It fails with forbidden when the
-// channel's namespace keeps no history.
+// channel's namespace keeps no history. It asks no Authorizer
+// (Client.History does).
 func (h *Hub) History(ctx context.Context, channel string, limit int) (broker.HistoryResult, error) {
 	opts := h.options(channel)
-	hist, ok := h.broker.(broker.Historian)
-	if opts.HistorySize <= 0 || !ok {
+	if opts.HistorySize <= 0 || h.hist == nil {
 		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel)
 	}
 	if limit < 0 || limit > opts.HistorySize {
 		limit = opts.HistorySize
 	}
-	return hist.History(ctx, channel, broker.HistoryRequest{Limit: limit}, opts.publishOptions())
+	res, err := h.hist.History(ctx, channel, broker.HistoryRequest{Limit: limit}, opts.publishOptions())
+	return res, h.seen("read history", channel, err)
+}
+
+// seen logs err once when a client or caller is told it as an internal
+// error (ErrorOf), with what was being done, and returns it: an error
+// nobody sees in a log would be a silent "internal error" on the wire.
+func (h *Hub) seen(doing, channel string, err error) error {
+	if err != nil && ErrorOf(err).Code == protocol.CodeInternal {
+		h.stats.internalErrors.Add(1)
+		h.log.Error("request failed", "doing", doing, "channel", channel, "err", err)
+	}
+	return err
 }
 
 // PublishOption sets an optional parameter of one Publish.
@@ -355,9 +410,9 @@ func WithIdempotencyKey(key string) PublishOption {
 	return func(o *broker.PublishOptions) { o.IdempotencyKey = key }
 }
 
-// replyFunc builds a subscribe reply from the channel's position and, for
+// ReplyFunc builds a subscribe reply from the channel's position and, for
 // a subscribe with since, whether everything missed was recovered.
-type replyFunc func(pos broker.Position, recovered *bool) []byte
+type ReplyFunc func(pos broker.Position, recovered *bool) []byte
 
 // subscribe adds c to channel's subscribers, subscribing the broker first
 // when c is the channel's first local subscriber. The reply (when reply is
@@ -365,44 +420,68 @@ type replyFunc func(pos broker.Position, recovered *bool) []byte
 // reaches c before it. On a channel with history, the reply carries the
 // channel's position, and with since the messages after since are queued
 // right after it, then the live ones, with no gap and no duplicate.
-func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *broker.Position, reply replyFunc) error {
+func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *broker.Position, reply ReplyFunc) error {
 	if h.closing.Load() {
 		return ErrClosing
 	}
 	lk := h.subLock(name)
 	lk.Lock()
 	defer lk.Unlock()
+	sh, ch := h.channelFor(name)
+	opts := h.options(name)
+	if err := h.subscribeBroker(ctx, sh, name, ch, opts); err != nil {
+		return err
+	}
+	if opts.HistorySize <= 0 || h.hist == nil {
+		sh.mu.Lock()
+		h.joinLocked(ch, c, reply, broker.Position{}, nil)
+		sh.mu.Unlock()
+		h.joined(ctx, c, name, opts)
+		return nil
+	}
+	if err := h.subscribeWithHistory(ctx, sh, name, ch, c, since, reply, opts); err != nil {
+		return err
+	}
+	h.joined(ctx, c, name, opts)
+	return nil
+}
+
+// channelFor returns name's shard and local channel, making the channel
+// when it has none. The caller holds name's stripe lock.
+func (h *Hub) channelFor(name string) (*shard, *channel) {
 	sh := h.shard(name)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	ch := sh.channels[name]
 	if ch == nil {
 		ch = &channel{index: make(map[*Client]int)}
 		sh.channels[name] = ch
 		sh.peak = max(sh.peak, len(sh.channels))
 	}
-	sh.mu.Unlock()
-	opts := h.options(name)
-	if !ch.brokerSubscribed {
-		if err := h.broker.Subscribe(ctx, brokerChannels(name, opts)...); err != nil {
-			h.dropIfUnused(sh, name, ch)
-			return err
-		}
-		ch.brokerSubscribed = true
-		h.stats.BrokerChannels.Add(1)
-	}
-	hist, _ := h.broker.(broker.Historian)
-	if opts.HistorySize <= 0 || hist == nil {
-		sh.mu.Lock()
-		h.addLocked(ch, c)
-		if reply != nil {
-			c.enqueue(reply(broker.Position{}, nil))
-		}
-		sh.mu.Unlock()
-		h.joined(ctx, c, name, opts)
+	return sh, ch
+}
+
+// subscribeBroker subscribes the broker to the channel unless it already
+// is. The caller holds name's stripe lock.
+func (h *Hub) subscribeBroker(ctx context.Context, sh *shard, name string, ch *channel, opts NamespaceOptions) error {
+	if ch.brokerSubscribed {
 		return nil
 	}
+	if err := h.broker.Subscribe(ctx, brokerChannels(name, opts)...); err != nil {
+		h.dropIfUnused(sh, name, ch)
+		return h.seen("subscribe the broker", name, err)
+	}
+	ch.brokerSubscribed = true
+	h.stats.brokerChannels.Add(1)
+	return nil
+}
 
-	// Buffer the channel's live messages for c while its history is read.
+// subscribeWithHistory reads the channel's history while its live messages
+// are held for c, then queues, in this order, the reply with the position
+// read, the messages after since (when recovering), and the held messages
+// newer than the position, and makes c a live subscriber. The caller holds
+// name's stripe lock.
+func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, ch *channel, c *Client, since *broker.Position, reply ReplyFunc, opts NamespaceOptions) error {
 	p := &pending{}
 	sh.mu.Lock()
 	if ch.pending == nil {
@@ -410,48 +489,53 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 	}
 	ch.pending[c] = p
 	sh.mu.Unlock()
-	res, err := hist.History(ctx, name, broker.HistoryRequest{Since: since, Limit: opts.HistorySize}, opts.publishOptions())
+	res, err := h.hist.History(ctx, name, broker.HistoryRequest{Since: since, Limit: opts.HistorySize}, opts.publishOptions())
 
 	sh.mu.Lock()
 	delete(ch.pending, c)
 	if err != nil {
 		sh.mu.Unlock()
 		h.dropIfUnused(sh, name, ch)
-		return err
+		return h.seen("read history to subscribe", name, err)
 	}
 	if ch.last.Epoch == "" && !ch.filling {
 		ch.last = res.Pos
 	}
 	var recovered *bool
+	var before []broker.Message
 	if since != nil {
 		recovered = &res.Recovered
-	}
-	if reply != nil {
-		c.enqueue(reply(res.Pos, recovered))
-	}
-	if since != nil && res.Recovered {
-		for _, m := range res.Messages {
-			c.enqueue(frameFor(c.dialect, m))
+		if res.Recovered {
+			before = res.Messages
 		}
 	}
 	for _, m := range p.held {
 		if m.Pos.Epoch == res.Pos.Epoch && m.Pos.Offset <= res.Pos.Offset {
 			continue // already in the history read, or before the reply's position
 		}
-		c.enqueue(frameFor(c.dialect, m))
+		before = append(before, m)
 	}
-	h.addLocked(ch, c)
+	h.joinLocked(ch, c, reply, res.Pos, recovered, before...)
 	sh.mu.Unlock()
-	h.joined(ctx, c, name, opts)
 	return nil
 }
 
-// addLocked makes c a live subscriber of ch. The shard's lock must be held.
-func (h *Hub) addLocked(ch *channel, c *Client) {
+// joinLocked queues c's reply and the messages it must see before the live
+// ones, then makes it a live subscriber of ch. The shard's lock must be
+// held.
+func (h *Hub) joinLocked(ch *channel, c *Client, reply ReplyFunc, pos broker.Position, recovered *bool, before ...broker.Message) {
+	if reply != nil {
+		c.enqueue(reply(pos, recovered))
+	}
+	for _, m := range before {
+		if f := c.dialect.MessageFrame(m); f != nil {
+			c.enqueue(f)
+		}
+	}
 	ch.releaseAt = 0
 	ch.index[c] = len(ch.subs)
 	ch.subs = append(ch.subs, c)
-	h.stats.Subscriptions.Add(1)
+	h.stats.subscriptions.Add(1)
 }
 
 // dropIfUnused forgets a channel whose broker subscription failed or whose
@@ -466,14 +550,6 @@ func (h *Hub) dropIfUnused(sh *shard, name string, ch *channel) {
 		}
 		delete(sh.channels, name)
 	}
-}
-
-// frameFor encodes m for one client of dialect d (recovery: not shared).
-func frameFor(d Dialect, m broker.Message) []byte {
-	if d == Raw {
-		return rawMessageFrame(m.Data)
-	}
-	return nativeMessageFrame(m)
 }
 
 // unsubscribe removes c from channel's subscribers; reply, when not nil, is
@@ -495,7 +571,7 @@ func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
 		ch.subs[last] = nil
 		ch.subs = ch.subs[:last]
 		delete(ch.index, c)
-		h.stats.Subscriptions.Add(-1)
+		h.stats.subscriptions.Add(-1)
 		h.left(c, name)
 	}
 	if reply != nil {
@@ -535,8 +611,8 @@ func (h *Hub) register(c *Client) error {
 	}
 	h.clients[i][c] = struct{}{}
 	h.active.Add(1)
-	h.stats.Connections.Add(1)
-	h.stats.ConnectionsTotal.Add(1)
+	h.stats.connections.Add(1)
+	h.stats.connectionsTotal.Add(1)
 	return nil
 }
 
@@ -547,7 +623,7 @@ func (h *Hub) unregister(c *Client) {
 	delete(h.clients[i], c)
 	h.clientsMu[i].Unlock()
 	if ok {
-		h.stats.Connections.Add(-1)
+		h.stats.connections.Add(-1)
 		h.active.Done()
 	}
 }
@@ -564,6 +640,10 @@ func (h *Hub) snapshot() []*Client {
 	}
 	return all
 }
+
+// pingFrame is the empty ping every connection receives each ping interval;
+// one shared copy.
+var pingFrame = wsframe.Control(wsframe.OpPing, nil)
 
 // pingLoop pings every client each PingInterval. It is owned by the hub and
 // ends at Shutdown.
@@ -584,9 +664,10 @@ func (h *Hub) pingLoop() {
 }
 
 // Shutdown stops the hub: it refuses new clients, asks every connected
-// client to go (1012 "server restarting" on native connections, 1001 on
-// raw ones) spread over half of the time ctx leaves, waits for them to
-// leave, closes those still there when ctx is done, and closes the broker.
+// client to go (with its dialect's GoingAway close) spread over half of
+// the time ctx leaves, waits for them to leave, closes those still there
+// when ctx is done, stops the hub's goroutines and closes the broker. It
+// may be called without Start, and more than once.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.closing.Store(true)
 	h.stopOnce.Do(func() { close(h.stop) })
@@ -621,7 +702,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.done.Wait()
 	h.bg.Wait()
-	h.writers.stop()
+	if h.started.Load() {
+		h.writers.stop()
+	}
 	// The broker gets a moment of its own even when ctx is spent.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
@@ -647,11 +730,7 @@ func (h *Hub) closeSpread(ctx context.Context, clients []*Client, d time.Duratio
 	defer t.Stop()
 	for i := 0; i < len(clients); i += per {
 		for _, c := range clients[i:min(i+per, len(clients))] {
-			if c.dialect == Raw {
-				c.Close(protocol.CloseGoingAway, "server going away")
-			} else {
-				c.Close(protocol.CloseRestarting, "server restarting")
-			}
+			c.Close(c.dialect.GoingAway())
 		}
 		if i+per >= len(clients) {
 			return
@@ -677,14 +756,15 @@ func randomID(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// warnRawDrop logs a raw publish that failed, at most once a second.
-func (h *Hub) warnRawDrop(channel string, err error) {
-	now := time.Now().UnixNano()
-	last := h.lastRawWarn.Load()
-	if now-last < int64(time.Second) || !h.lastRawWarn.CompareAndSwap(last, now) {
-		return
+// needs checks that the broker can do what the namespace options ask.
+func (h *Hub) needs(name string, o NamespaceOptions) error {
+	switch {
+	case o.HistorySize > 0 && h.hist == nil:
+		return fmt.Errorf("hub: namespace %q keeps history, but the broker keeps none", name)
+	case o.Presence && h.pres == nil:
+		return fmt.Errorf("hub: namespace %q keeps presence, but the broker cannot", name)
 	}
-	h.log.Warn("raw publish dropped", "channel", channel, "err", err, "dropped_total", h.stats.RawPublishDropped.Load())
+	return nil
 }
 
 var (

@@ -1,4 +1,4 @@
-package hub
+package hub_test
 
 import (
 	"context"
@@ -16,9 +16,27 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/native"
+	"github.com/switchboard-rt/switchboard/raw"
+	"github.com/switchboard-rt/switchboard/wsframe"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The hub's tests drive it through the dialects it serves in production.
+var (
+	nativeDialect = native.New()
+	rawDialect    = raw.New("", slog.New(slog.NewTextHandler(io.Discard, nil)))
+)
+
+// welcome queues the native welcome frame, as the transport does before
+// it attaches a native client.
+func welcome(c *hub.Client) {
+	if err := nativeDialect.Accept(context.Background(), nil, c); err != nil {
+		panic(err)
+	}
+}
 
 // fakeTransport records the frames written to it. When gate is not nil,
 // each WriteFrames waits for a value from it, standing for a socket whose
@@ -134,14 +152,14 @@ func (b *countingBroker) Unsubscribe(ctx context.Context, chs ...string) error {
 	return b.Broker.Unsubscribe(ctx, chs...)
 }
 
-func newHub(t testing.TB, cfg Config) (*Hub, *countingBroker) {
+func newHub(t testing.TB, cfg hub.Config) (*hub.Hub, *countingBroker) {
 	t.Helper()
 	b := &countingBroker{Broker: memory.New(memory.Config{})}
 	cfg.Broker = b
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	h, err := New(cfg)
+	h, err := hub.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,14 +176,14 @@ func newHub(t testing.TB, cfg Config) (*Hub, *countingBroker) {
 
 // connect registers a native client on a fake transport and reads its
 // welcome frame.
-func connect(t testing.TB, h *Hub) (*Client, *fakeTransport) {
+func connect(t testing.TB, h *hub.Hub) (*hub.Client, *fakeTransport) {
 	t.Helper()
-	c, err := h.NewClient(Native)
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ft := newFake()
-	c.Welcome()
+	welcome(c)
 	c.Attach(ft)
 	ft.waitFrames(t, 1)
 	t.Cleanup(func() {
@@ -185,7 +203,7 @@ func jsonOf(t testing.TB, f frame) map[string]any {
 }
 
 func TestWelcome(t *testing.T) {
-	h, _ := newHub(t, Config{NodeID: "n1", PingInterval: 7 * time.Second})
+	h, _ := newHub(t, hub.Config{NodeID: "n1", PingInterval: 7 * time.Second})
 	c, ft := connect(t, h)
 	m := jsonOf(t, ft.received(t)[0])
 	want := map[string]any{"op": "welcome", "version": 1.0, "client": c.ID(), "node": "n1", "ping_interval_ms": 7000.0}
@@ -222,10 +240,10 @@ func TestRequests(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h, _ := newHub(t, Config{MaxSubscriptions: 2})
+			h, _ := newHub(t, hub.Config{MaxSubscriptions: 2})
 			c, ft := connect(t, h)
 			for _, f := range tc.frames {
-				c.HandleFrame([]byte(f))
+				c.HandleText([]byte(f))
 			}
 			got := ft.waitFrames(t, 1+len(tc.want))[1:]
 			for i, w := range tc.want {
@@ -240,11 +258,11 @@ func TestRequests(t *testing.T) {
 // TestFanoutSharesFrame checks that one message is encoded once: every
 // subscriber of a dialect gets the very same bytes.
 func TestFanoutSharesFrame(t *testing.T) {
-	h, _ := newHub(t, Config{})
+	h, _ := newHub(t, hub.Config{})
 	var fts []*fakeTransport
 	for i := range 3 {
 		c, ft := connect(t, h)
-		c.HandleFrame(fmt.Appendf(nil, `{"id":%d,"op":"subscribe","channel":"room"}`, i+1))
+		c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"subscribe","channel":"room"}`, i+1))
 		ft.waitFrames(t, 2)
 		fts = append(fts, ft)
 	}
@@ -271,23 +289,20 @@ func TestFanoutSharesFrame(t *testing.T) {
 // TestWriterCoalesces checks that frames queued while a write is in flight
 // go out together in the next write.
 func TestWriterCoalesces(t *testing.T) {
-	h, _ := newHub(t, Config{})
-	c, err := h.NewClient(Native)
+	h, _ := newHub(t, hub.Config{})
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ft := newFake()
 	ft.gate = make(chan struct{})
 	c.Attach(ft)
-	c.enqueue(textFrame([]byte("first")))
+	c.Send(wsframe.Text([]byte("first")))
 	// Wait until the writer has taken the first frame and waits in
 	// WriteFrames; then queue 10 more.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c.mu.Lock()
-		taken := len(c.queue) == 0
-		c.mu.Unlock()
-		if taken {
+		if c.QueueLen() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -296,7 +311,7 @@ func TestWriterCoalesces(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	for i := range 10 {
-		c.enqueue(textFrame(fmt.Appendf(nil, "m%d", i)))
+		c.Send(wsframe.Text(fmt.Appendf(nil, "m%d", i)))
 	}
 	ft.gate <- struct{}{}
 	ft.gate <- struct{}{}
@@ -318,18 +333,18 @@ func TestWriterCoalesces(t *testing.T) {
 // TestSlowConsumer checks that a client whose queue overflows is closed
 // with 4008, counted, and that others still get their messages.
 func TestSlowConsumer(t *testing.T) {
-	h, _ := newHub(t, Config{SendQueueBytes: 4096})
-	slow, err := h.NewClient(Native)
+	h, _ := newHub(t, hub.Config{SendQueueBytes: 4096})
+	slow, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stuck := newFake()
 	stuck.gate = make(chan struct{})
 	slow.Attach(stuck)
-	slow.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	slow.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	_, fast := connect(t, h)
-	fastC := h.snapshotClient(t, fast)
-	fastC.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	fastC := h.ClientOn(fast)
+	fastC.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	fast.waitFrames(t, 2)
 
 	data := []byte(`"` + string(make400()) + `"`)
@@ -340,7 +355,7 @@ func TestSlowConsumer(t *testing.T) {
 		// The reading client keeps up; only the stuck one falls behind.
 		fast.waitFrames(t, 2+i+1)
 	}
-	if n := h.Stats().SlowConsumers.Load(); n != 1 {
+	if n := h.Stats().SlowConsumers; n != 1 {
 		t.Fatalf("slow consumers = %d, want 1", n)
 	}
 	fast.waitFrames(t, 2+30)
@@ -351,13 +366,13 @@ func TestSlowConsumer(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		fs = stuck.received(t)
-		if len(fs) > 0 && fs[len(fs)-1].op == opClose || time.Now().After(deadline) {
+		if len(fs) > 0 && fs[len(fs)-1].op == wsframe.OpClose || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)
 	}
 	last := fs[len(fs)-1]
-	if last.op != opClose || binary.BigEndian.Uint16(last.payload) != 4008 {
+	if last.op != wsframe.OpClose || binary.BigEndian.Uint16(last.payload) != 4008 {
 		t.Fatalf("last frame to the slow client: op %x %q, want close 4008", last.op, last.payload)
 	}
 	slow.Finish()
@@ -371,26 +386,11 @@ func make400() []byte {
 	return b
 }
 
-// snapshotClient finds the client writing to ft.
-func (h *Hub) snapshotClient(t testing.TB, ft *fakeTransport) *Client {
-	t.Helper()
-	for _, c := range h.snapshot() {
-		c.mu.Lock()
-		tr := c.t
-		c.mu.Unlock()
-		if tr == Transport(ft) {
-			return c
-		}
-	}
-	t.Fatal("no client for transport")
-	return nil
-}
-
 // TestOrderAroundSubscribe publishes concurrently with subscribe and
 // unsubscribe: no message arrives before the subscribe reply or after the
 // unsubscribe reply.
 func TestOrderAroundSubscribe(t *testing.T) {
-	h, _ := newHub(t, Config{})
+	h, _ := newHub(t, hub.Config{})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -407,9 +407,9 @@ func TestOrderAroundSubscribe(t *testing.T) {
 	}()
 	for round := range 20 {
 		c, ft := connect(t, h)
-		c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"busy"}`))
+		c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"busy"}`))
 		ft.waitFrames(t, 4)
-		c.HandleFrame([]byte(`{"id":2,"op":"unsubscribe","channel":"busy"}`))
+		c.HandleText([]byte(`{"id":2,"op":"unsubscribe","channel":"busy"}`))
 		// Anything published after this point must not reach c.
 		fs := ft.received(t)
 		var seenSub, seenUnsub bool
@@ -437,11 +437,11 @@ func TestOrderAroundSubscribe(t *testing.T) {
 // TestBrokerSubscriptionPerChannel checks one broker subscription per
 // channel, whatever the number of local clients, released after the delay.
 func TestBrokerSubscriptionPerChannel(t *testing.T) {
-	h, b := newHub(t, Config{UnsubscribeDelay: 50 * time.Millisecond})
-	var clients []*Client
+	h, b := newHub(t, hub.Config{UnsubscribeDelay: 50 * time.Millisecond})
+	var clients []*hub.Client
 	for i := range 5 {
 		c, ft := connect(t, h)
-		c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"shared"}`))
+		c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"shared"}`))
 		ft.waitFrames(t, 2)
 		clients = append(clients, c)
 		_ = i
@@ -450,7 +450,7 @@ func TestBrokerSubscriptionPerChannel(t *testing.T) {
 		t.Fatalf("broker subscriptions = %d, want 1", n)
 	}
 	for _, c := range clients {
-		c.HandleFrame([]byte(`{"id":2,"op":"unsubscribe","channel":"shared"}`))
+		c.HandleText([]byte(`{"id":2,"op":"unsubscribe","channel":"shared"}`))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for b.unsubs.Load() != 1 {
@@ -467,7 +467,7 @@ func TestBrokerSubscriptionPerChannel(t *testing.T) {
 // TestShutdownClosesClients checks the close codes of a shutdown.
 func TestShutdownClosesClients(t *testing.T) {
 	b := memory.New(memory.Config{})
-	h, err := New(Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 50 * time.Millisecond})
+	h, err := hub.New(hub.Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,17 +475,17 @@ func TestShutdownClosesClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	type conn struct {
-		c  *Client
+		c  *hub.Client
 		ft *fakeTransport
-		d  Dialect
+		d  hub.Dialect
 	}
 	var conns []conn
 	for i := range 20 {
-		d := Native
+		var d hub.Dialect = nativeDialect
 		if i%2 == 1 {
-			d = Raw
+			d = rawDialect
 		}
-		c, err := h.NewClient(d)
+		c, err := h.NewClient(d, hub.Identity{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,17 +512,17 @@ func TestShutdownClosesClients(t *testing.T) {
 	if err := h.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if _, err := h.NewClient(Native); err != ErrClosing {
-		t.Errorf("NewClient after shutdown: %v, want ErrClosing", err)
+	if _, err := h.NewClient(nativeDialect, hub.Identity{}); err != hub.ErrClosing {
+		t.Errorf("NewClient after shutdown: %v, want hub.ErrClosing", err)
 	}
 	for i, cn := range conns {
 		fs := cn.ft.received(t)
 		want := uint16(1012)
-		if cn.d == Raw {
+		if cn.d == hub.Dialect(rawDialect) {
 			want = 1001
 		}
-		if len(fs) == 0 || fs[len(fs)-1].op != opClose || binary.BigEndian.Uint16(fs[len(fs)-1].payload) != want {
-			t.Errorf("client %d (%s): last frames %q, want close %d", i, cn.d, fs, want)
+		if len(fs) == 0 || fs[len(fs)-1].op != wsframe.OpClose || binary.BigEndian.Uint16(fs[len(fs)-1].payload) != want {
+			t.Errorf("client %d (%s): last frames %q, want close %d", i, cn.d.Name(), fs, want)
 		}
 	}
 	if _, err := b.Publish(context.Background(), "x", []byte("1"), broker.PublishOptions{}); err == nil {
@@ -578,14 +578,14 @@ func (p *partialTransport) WriteFrames(frames [][]byte) error {
 // when a socket takes only part of a batch: every frame arrives, whole and
 // in order.
 func TestShortWrites(t *testing.T) {
-	h, _ := newHub(t, Config{})
-	c, err := h.NewClient(Native)
+	h, _ := newHub(t, hub.Config{})
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pt := &partialTransport{fakeTransport: newFake(), budget: 1000}
 	c.Attach(pt)
-	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	pt.waitFrames(t, 1)
 	for i := range 200 {
 		if _, err := h.Publish(context.Background(), "c", fmt.Appendf(nil, `{"seq":%d,"pad":"%0300d"}`, i, 0)); err != nil {
@@ -611,14 +611,14 @@ func TestShortWrites(t *testing.T) {
 // TestWriteDelay checks that with a write delay the frames queued within it
 // go out in one write.
 func TestWriteDelay(t *testing.T) {
-	h, _ := newHub(t, Config{WriteDelay: 100 * time.Millisecond})
-	c, err := h.NewClient(Native)
+	h, _ := newHub(t, hub.Config{WriteDelay: 100 * time.Millisecond})
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
 	c.Attach(pt)
-	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	pt.waitFrames(t, 1)
 	before := pt.tries.Load()
 	for i := range 10 {
@@ -637,10 +637,10 @@ func TestWriteDelay(t *testing.T) {
 // TestClientRate checks the token bucket: a burst passes, the rest of a
 // flood gets rate_limited, and the bucket refills.
 func TestClientRate(t *testing.T) {
-	h, _ := newHub(t, Config{ClientRate: 50, ClientBurst: 5})
+	h, _ := newHub(t, hub.Config{ClientRate: 50, ClientBurst: 5})
 	c, ft := connect(t, h)
 	for i := range 8 {
-		c.HandleFrame(fmt.Appendf(nil, `{"id":%d,"op":"ping"}`, i+1))
+		c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"ping"}`, i+1))
 	}
 	fs := ft.waitFrames(t, 9)
 	for i, f := range fs[1:] {
@@ -654,11 +654,11 @@ func TestClientRate(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // 50/s refills 5 tokens
-	c.HandleFrame([]byte(`{"id":20,"op":"ping"}`))
+	c.HandleText([]byte(`{"id":20,"op":"ping"}`))
 	if got := string(ft.waitFrames(t, 10)[9].payload); got != `{"id":20,"ok":true}` {
 		t.Errorf("after the refill: %s", got)
 	}
-	if n := h.Stats().RateLimited.Load(); n != 3 {
+	if n := h.Stats().RateLimited; n != 3 {
 		t.Errorf("rate limited = %d, want 3", n)
 	}
 }
@@ -669,20 +669,20 @@ func TestClientRate(t *testing.T) {
 // does not wait for the delay.
 func TestWriteDelayIsAnInterval(t *testing.T) {
 	const delay = 5 * time.Second
-	h, _ := newHub(t, Config{WriteDelay: delay, CloseGrace: 100 * time.Millisecond})
-	c, err := h.NewClient(Native)
+	h, _ := newHub(t, hub.Config{WriteDelay: delay, CloseGrace: 100 * time.Millisecond})
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
 	start := time.Now()
-	c.Welcome()
+	welcome(c)
 	c.Attach(pt)
 	pt.waitFrames(t, 1) // the welcome: the first write is not delayed
 	if took := time.Since(start); took > delay/2 {
 		t.Fatalf("the first frame took %v with a write delay of %v", took, delay)
 	}
-	c.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
 	if _, err := h.Publish(context.Background(), "c", []byte(`"held"`)); err != nil {
 		t.Fatal(err)
 	}

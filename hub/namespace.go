@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"maps"
+	"strconv"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/broker"
@@ -15,15 +17,15 @@ type NamespaceOptions struct {
 	// faults.
 	HistorySize int
 	// HistoryTTL is how long a channel's history lives after its last
-	// publish. Zero means 24 hours.
+	// publish. Zero means DefaultHistoryTTL.
 	HistoryTTL time.Duration
 	// ReadOnly forbids clients to publish; the HTTP API still may.
 	ReadOnly bool
 	// Presence keeps who is in each channel, across the cluster, for the
 	// presence request and GET /api/presence.
 	Presence bool
-	// JoinLeave sends join and leave events to a channel's native
-	// subscribers when a client subscribes or leaves.
+	// JoinLeave sends join and leave events to a channel's subscribers
+	// when a client subscribes or leaves.
 	JoinLeave bool
 }
 
@@ -31,13 +33,51 @@ func (o NamespaceOptions) publishOptions() broker.PublishOptions {
 	return broker.PublishOptions{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL}
 }
 
+// namespaces is one immutable set of namespace options; the hub swaps the
+// whole set when it changes (SetNamespaces), so a request reads a
+// consistent set without a lock.
+type namespaces struct {
+	def   NamespaceOptions
+	named map[string]NamespaceOptions
+}
+
+func (ns *namespaces) clone() map[string]NamespaceOptions { return maps.Clone(ns.named) }
+
+// SetNamespaces replaces the options of the default namespace and of the
+// named ones; requests from then on follow them. It fails, changing
+// nothing, when a name is not a valid namespace or the broker cannot do
+// what the options ask.
+func (h *Hub) SetNamespaces(def NamespaceOptions, named map[string]NamespaceOptions) error {
+	if err := h.needs("default", def); err != nil {
+		return err
+	}
+	for name, o := range named {
+		if protocol.ValidateChannel(name) != nil || protocol.Namespace(name+":x") != name {
+			return &NamespaceError{Name: name}
+		}
+		if err := h.needs(name, o); err != nil {
+			return err
+		}
+	}
+	h.ns.Store(&namespaces{def: def, named: maps.Clone(named)})
+	return nil
+}
+
+// NamespaceError is a namespace name that cannot be one.
+type NamespaceError struct{ Name string }
+
+func (e *NamespaceError) Error() string {
+	return "hub: " + strconv.Quote(e.Name) + " is not a valid namespace name (1 to 200 of A-Z a-z 0-9 _ - = @ , . ; without ':')"
+}
+
 // options returns the options of channel's namespace: its own, or the
 // default namespace's.
 func (h *Hub) options(channel string) NamespaceOptions {
-	if len(h.cfg.Namespaces) > 0 {
-		if o, ok := h.cfg.Namespaces[protocol.Namespace(channel)]; ok {
+	ns := h.ns.Load()
+	if len(ns.named) > 0 {
+		if o, ok := ns.named[protocol.Namespace(channel)]; ok {
 			return o
 		}
 	}
-	return h.cfg.Default
+	return ns.def
 }

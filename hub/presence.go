@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -13,6 +14,11 @@ import (
 // leave events: "chat:lobby" has "chat:lobby#events". '#' is not allowed in
 // channel names, so it never collides with a client's channel.
 const eventSuffix = "#events"
+
+// eventChannel returns the channel whose events a broker channel carries.
+func eventChannel(brokerChannel string) (string, bool) {
+	return strings.CutSuffix(brokerChannel, eventSuffix)
+}
 
 // brokerChannels returns the broker channels a channel with opts needs.
 func brokerChannels(name string, opts NamespaceOptions) []string {
@@ -26,8 +32,13 @@ func brokerChannels(name string, opts NamespaceOptions) []string {
 // entry and, with join/leave events, publishing the leave.
 type presenceOp struct {
 	channel string
-	client  string
+	client  *Client
 	opts    NamespaceOptions
+}
+
+// entry is c's presence entry.
+func (h *Hub) entry(c *Client) broker.PresenceEntry {
+	return broker.PresenceEntry{Client: c.id, User: c.ident.User, Node: h.cfg.NodeID}
 }
 
 // joined records c in channel's presence and announces it, as its
@@ -35,15 +46,12 @@ type presenceOp struct {
 // presence loop's next refresh repairs the entry.
 func (h *Hub) joined(ctx context.Context, c *Client, name string, opts NamespaceOptions) {
 	if opts.Presence {
-		if p, ok := h.broker.(broker.Presencer); ok {
-			e := broker.PresenceEntry{Client: c.id, Node: h.cfg.NodeID}
-			if err := p.SetPresence(ctx, name, []broker.PresenceEntry{e}, h.cfg.PresenceTTL); err != nil {
-				h.log.Warn("cannot set presence", "channel", name, "err", err)
-			}
+		if err := h.pres.SetPresence(ctx, name, []broker.PresenceEntry{h.entry(c)}, h.cfg.PresenceTTL); err != nil {
+			h.log.Warn("cannot set presence", "channel", name, "err", err)
 		}
 	}
 	if opts.JoinLeave {
-		h.publishEvent(ctx, "join", name, c.id)
+		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: c.ident.User, Info: c.ident.Info})
 	}
 }
 
@@ -55,30 +63,32 @@ func (h *Hub) left(c *Client, name string) {
 		return
 	}
 	select {
-	case h.presenceQ <- presenceOp{channel: name, client: c.id, opts: opts}:
+	case h.presenceQ <- presenceOp{channel: name, client: c, opts: opts}:
 	default:
-		h.stats.PresenceDropped.Add(1)
+		h.stats.presenceDropped.Add(1)
 	}
 }
 
-// publishEvent publishes a join or leave event of client on channel's
-// event channel; the frame is encoded here, once for every node.
-func (h *Hub) publishEvent(ctx context.Context, op, channel, client string) {
-	b := append([]byte(`{"op":"`), op...)
-	b = append(b, `","channel":`...)
-	b = protocol.AppendString(b, channel)
-	b = append(b, `,"client":`...)
-	b = protocol.AppendString(b, client)
-	b = append(b, '}')
-	if _, err := h.broker.Publish(ctx, channel+eventSuffix, b, broker.PublishOptions{}); err != nil {
-		h.log.Debug("cannot publish presence event", "op", op, "channel", channel, "err", err)
+// publishEvent publishes a presence event on its channel's event channel,
+// for every node.
+func (h *Hub) publishEvent(ctx context.Context, e Event) {
+	b, err := json.Marshal(e)
+	if err == nil {
+		_, err = h.broker.Publish(ctx, e.Channel+eventSuffix, b, broker.PublishOptions{})
+	}
+	if err != nil {
+		h.log.Debug("cannot publish presence event", "op", e.Op, "channel", e.Channel, "err", err)
 	}
 }
 
-// handleEvent delivers a join or leave event to the native subscribers of
-// its channel. The broker message's data is the event's JSON.
-func (h *Hub) handleEvent(m broker.Message) {
-	name := strings.TrimSuffix(m.Channel, eventSuffix)
+// handleEvent delivers a presence event to the subscribers of its channel,
+// encoded once per dialect.
+func (h *Hub) handleEvent(name string, m broker.Message) {
+	var e Event
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Channel != name {
+		h.log.Warn("a presence event that is not one was dropped", "channel", name)
+		return
+	}
 	sh := h.shard(name)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -86,15 +96,16 @@ func (h *Hub) handleEvent(m broker.Message) {
 	if ch == nil {
 		return
 	}
-	var f []byte
+	var frames [maxDialects][]byte
+	var done uint8
 	for _, c := range ch.subs {
-		if c.dialect != Native {
-			continue
+		if done&(1<<c.di) == 0 {
+			frames[c.di] = c.dialect.EventFrame(e)
+			done |= 1 << c.di
 		}
-		if f == nil {
-			f = textFrame(m.Data)
+		if f := frames[c.di]; f != nil {
+			c.enqueue(f)
 		}
-		c.enqueue(f)
 	}
 }
 
@@ -112,13 +123,14 @@ func (h *Hub) presenceLoop() {
 			return
 		case op := <-h.presenceQ:
 			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
-			if p, ok := h.broker.(broker.Presencer); ok && op.opts.Presence {
-				if err := p.RemovePresence(ctx, op.channel, op.client); err != nil {
+			if op.opts.Presence {
+				if err := h.pres.RemovePresence(ctx, op.channel, op.client.id); err != nil {
 					h.log.Debug("cannot remove presence", "channel", op.channel, "err", err)
 				}
 			}
 			if op.opts.JoinLeave {
-				h.publishEvent(ctx, "leave", op.channel, op.client)
+				c := op.client
+				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: c.id, User: c.ident.User, Info: c.ident.Info})
 			}
 			cancel()
 		case <-t.C:
@@ -132,17 +144,16 @@ func (h *Hub) presenceLoop() {
 func (h *Hub) refreshPresence() {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	if nc, ok := h.broker.(broker.NodeCounter); ok {
-		if err := nc.SetNodeChannels(ctx, h.cfg.NodeID, h.Channels(), h.cfg.PresenceTTL); err != nil {
+	if h.counter != nil {
+		if err := h.counter.SetNodeChannels(ctx, h.cfg.NodeID, h.Channels(), h.cfg.PresenceTTL); err != nil {
 			h.log.Debug("cannot set node channel counts", "err", err)
 		}
 	}
-	p, ok := h.broker.(broker.Presencer)
-	if !ok {
+	if h.pres == nil {
 		return
 	}
 	for name, entries := range h.localPresence() {
-		if err := p.SetPresence(ctx, name, entries, h.cfg.PresenceTTL); err != nil {
+		if err := h.pres.SetPresence(ctx, name, entries, h.cfg.PresenceTTL); err != nil {
 			h.log.Debug("cannot refresh presence", "channel", name, "err", err)
 		}
 	}
@@ -161,7 +172,7 @@ func (h *Hub) localPresence() map[string][]broker.PresenceEntry {
 			}
 			es := make([]broker.PresenceEntry, len(ch.subs))
 			for j, c := range ch.subs {
-				es[j] = broker.PresenceEntry{Client: c.id, Node: h.cfg.NodeID}
+				es[j] = h.entry(c)
 			}
 			out[name] = es
 		}
@@ -171,13 +182,14 @@ func (h *Hub) localPresence() map[string][]broker.PresenceEntry {
 }
 
 // Presence returns who is in channel across the cluster. It fails with
-// forbidden when the channel's namespace keeps no presence.
+// forbidden when the channel's namespace keeps no presence. It asks no
+// Authorizer (Client.Presence does).
 func (h *Hub) Presence(ctx context.Context, channel string) ([]broker.PresenceEntry, error) {
-	p, ok := h.broker.(broker.Presencer)
-	if !h.options(channel).Presence || !ok {
+	if !h.options(channel).Presence || h.pres == nil {
 		return nil, protocol.Errorf(protocol.CodeForbidden, "presence is not enabled for channel "+channel)
 	}
-	return p.Presence(ctx, channel)
+	entries, err := h.pres.Presence(ctx, channel)
+	return entries, h.seen("read presence", channel, err)
 }
 
 // ClusterChannels returns the subscriber count of every channel across the
@@ -186,12 +198,12 @@ func (h *Hub) Presence(ctx context.Context, channel string) ([]broker.PresenceEn
 // nodes it returns this node's counts.
 func (h *Hub) ClusterChannels(ctx context.Context) (map[string]int, error) {
 	local := h.Channels()
-	nc, ok := h.broker.(broker.NodeCounter)
-	if !ok {
+	if h.counter == nil {
 		return local, nil
 	}
-	if err := nc.SetNodeChannels(ctx, h.cfg.NodeID, local, h.cfg.PresenceTTL); err != nil {
-		return nil, err
+	if err := h.counter.SetNodeChannels(ctx, h.cfg.NodeID, local, h.cfg.PresenceTTL); err != nil {
+		return nil, h.seen("set the node's channel counts", "", err)
 	}
-	return nc.ClusterChannels(ctx)
+	counts, err := h.counter.ClusterChannels(ctx)
+	return counts, h.seen("read the cluster's channel counts", "", err)
 }

@@ -1,31 +1,33 @@
-package hub
+package hub_test
 
 import (
 	"context"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/hub"
 )
 
 func TestPresenceAndJoinLeave(t *testing.T) {
-	h, _ := newHub(t, Config{
-		Namespaces:  map[string]NamespaceOptions{"room": {Presence: true, JoinLeave: true}},
+	h, _ := newHub(t, hub.Config{
+		Namespaces:  map[string]hub.NamespaceOptions{"room": {Presence: true, JoinLeave: true}},
 		PresenceTTL: time.Minute,
 	})
 	a, fa := connect(t, h)
 	b, fb := connect(t, h)
-	a.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"room:1"}`))
+	a.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"room:1"}`))
 	fa.waitFrames(t, 2)
 	// a's own join event arrives too: it is a subscriber when it is sent.
 	fa.waitFrames(t, 3)
-	b.HandleFrame([]byte(`{"id":1,"op":"subscribe","channel":"room:1"}`))
+	b.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"room:1"}`))
 	fs := fa.waitFrames(t, 4)
 	var ev struct{ Op, Channel, Client string }
 	if err := json.Unmarshal(fs[3].payload, &ev); err != nil || ev.Op != "join" || ev.Channel != "room:1" || ev.Client != b.ID() {
 		t.Fatalf("join event %s", fs[3].payload)
 	}
 	fb.waitFrames(t, 2)
-	b.HandleFrame([]byte(`{"id":2,"op":"presence","channel":"room:1"}`))
+	b.HandleText([]byte(`{"id":2,"op":"presence","channel":"room:1"}`))
 	var pr struct {
 		OK      bool
 		Clients []struct{ Client string }
@@ -47,7 +49,7 @@ func TestPresenceAndJoinLeave(t *testing.T) {
 	if !pr.OK || len(pr.Clients) != 2 {
 		t.Fatalf("presence reply: %+v (%q)", pr, got)
 	}
-	b.HandleFrame([]byte(`{"id":3,"op":"unsubscribe","channel":"room:1"}`))
+	b.HandleText([]byte(`{"id":3,"op":"unsubscribe","channel":"room:1"}`))
 	fs = fa.waitFrames(t, 5)
 	if err := json.Unmarshal(fs[4].payload, &ev); err != nil || ev.Op != "leave" || ev.Client != b.ID() {
 		t.Fatalf("leave event %s", fs[4].payload)
@@ -57,7 +59,7 @@ func TestPresenceAndJoinLeave(t *testing.T) {
 		t.Fatalf("presence after leave: %+v %v", entries, err)
 	}
 	// Namespaces without presence refuse the request.
-	a.HandleFrame([]byte(`{"id":9,"op":"presence","channel":"other"}`))
+	a.HandleText([]byte(`{"id":9,"op":"presence","channel":"other"}`))
 	fs = fa.waitFrames(t, 6)
 	if string(fs[5].payload) != `{"id":9,"ok":false,"error":{"code":"forbidden","message":"presence is not enabled for channel other"}}` {
 		t.Errorf("presence on a channel without it: %s", fs[5].payload)

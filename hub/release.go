@@ -141,7 +141,7 @@ func (h *Hub) release(due []release) {
 				delete(sh.channels, r.name)
 				touched[sh] = true
 				if ch.brokerSubscribed {
-					h.stats.BrokerChannels.Add(-1)
+					h.stats.brokerChannels.Add(-1)
 					names = append(names, brokerChannels(r.name, h.options(r.name))...)
 				}
 			}

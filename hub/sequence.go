@@ -22,7 +22,7 @@ func (h *Hub) sequenceLocked(name string, ch *channel, m broker.Message) {
 	if last.Epoch == m.Pos.Epoch {
 		switch {
 		case m.Pos.Offset <= last.Offset:
-			h.stats.DuplicatesDropped.Add(1)
+			h.stats.duplicatesDropped.Add(1)
 			return
 		case m.Pos.Offset > last.Offset+1 && last.Offset > 0:
 			ch.filling = true
@@ -45,10 +45,10 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 	defer h.bg.Done()
 	var msgs []broker.Message
 	filled := false
-	if hist, ok := h.broker.(broker.Historian); ok {
+	if h.hist != nil {
 		opts := h.options(name)
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
-		res, err := hist.History(ctx, name, broker.HistoryRequest{Since: &from, Limit: opts.HistorySize}, opts.publishOptions())
+		res, err := h.hist.History(ctx, name, broker.HistoryRequest{Since: &from, Limit: opts.HistorySize}, opts.publishOptions())
 		cancel()
 		switch {
 		case err != nil:
@@ -58,7 +58,7 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 		default:
 			msgs, filled = res.Messages, true
 			if len(msgs) > 0 {
-				h.stats.GapsFilled.Add(1)
+				h.stats.gapsFilled.Add(1)
 			}
 		}
 	}
@@ -73,7 +73,7 @@ func (h *Hub) fillGap(name string, from broker.Position) {
 	ch.held, ch.filling = nil, false
 	if !filled && len(held) > 0 && held[0].Pos.Epoch == ch.last.Epoch {
 		// Unfillable: accept the jump.
-		h.stats.GapsLost.Add(1)
+		h.stats.gapsLost.Add(1)
 		ch.last.Offset = held[0].Pos.Offset - 1
 	}
 	for _, m := range msgs {

@@ -16,8 +16,8 @@ import (
 // loopback port until it is shut down.
 func Example() {
 	srv, err := server.New(server.Config{
-		Default: hub.NamespaceOptions{HistorySize: 100, HistoryTTL: time.Hour},
-		Logger:  quietLogger(),
+		Hub:    hub.Config{Default: hub.NamespaceOptions{HistorySize: 100, HistoryTTL: time.Hour}},
+		Logger: quietLogger(),
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -39,11 +39,21 @@ func checkFor(t testing.TB, total time.Duration, fn func() error) {
 	}
 }
 
+// metric returns the value of one of the node's metrics.
+func metric(n *node, name string) float64 {
+	for _, m := range n.srv.Metrics() {
+		if m.Name == name {
+			return m.Value
+		}
+	}
+	panic("no metric " + name)
+}
+
 // A read-only namespace once stopped native publishes only: a raw
 // connection on the same channel published freely. Its frames must be
 // dropped and counted; the HTTP API still publishes.
 func TestRawCannotPublishToReadOnly(t *testing.T) {
-	n := start(t, server.Config{Namespaces: map[string]hub.NamespaceOptions{"news": {ReadOnly: true}}})
+	n := start(t, server.Config{Hub: hub.Config{Namespaces: map[string]hub.NamespaceOptions{"news": {ReadOnly: true}}}})
 	reader, _ := dialNative(t, n)
 	if m := reader.request(`{"id":1,"op":"subscribe","channel":"news:headlines"}`); m["ok"] != true {
 		t.Fatalf("subscribe: %v", m)
@@ -53,8 +63,8 @@ func TestRawCannotPublishToReadOnly(t *testing.T) {
 	// The barrier: the API's publish comes after the raw frame was
 	// handled, so it is the first message the reader may see.
 	checkFor(t, 5*time.Second, func() error {
-		if got := n.srv.Hub().Stats().RawPublishDropped.Load(); got != 1 {
-			return fmt.Errorf("raw frames dropped: %d, want 1", got)
+		if got := metric(n, "switchboard_raw_publish_dropped_total"); got != 1 {
+			return fmt.Errorf("raw frames dropped: %v, want 1", got)
 		}
 		return nil
 	})
@@ -73,7 +83,7 @@ func TestRawCannotPublishToReadOnly(t *testing.T) {
 // rate_limited answer per frame forever; it must be closed with 4029, as
 // a raw one is.
 func TestNativeFlooderIsClosed(t *testing.T) {
-	n := start(t, server.Config{ClientRate: 100})
+	n := start(t, server.Config{Hub: hub.Config{ClientRate: 100}})
 	c, _ := dialNative(t, n)
 	closed := make(chan websocket.StatusCode, 1)
 	go func() {
@@ -110,7 +120,7 @@ func TestNativeFlooderIsClosed(t *testing.T) {
 
 // A native client that slows down when told rate_limited is not closed.
 func TestNativeClientThatSlowsDownStays(t *testing.T) {
-	n := start(t, server.Config{ClientRate: 50})
+	n := start(t, server.Config{Hub: hub.Config{ClientRate: 50}})
 	c, _ := dialNative(t, n)
 	limited := 0
 	for i := range 400 {
@@ -131,7 +141,7 @@ func TestNativeClientThatSlowsDownStays(t *testing.T) {
 // Keep-alive HTTP connections that send nothing more, and request bodies
 // trickled a byte at a time, were once held forever; each must be closed.
 func TestIdleAndSlowHTTPConnectionsAreClosed(t *testing.T) {
-	n := start(t, server.Config{IdleTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond})
+	n := start(t, server.Config{HTTP: server.HTTPLimits{IdleTimeout: 300 * time.Millisecond, ReadTimeout: 500 * time.Millisecond}})
 	t.Run("idle keep-alive", func(t *testing.T) {
 		conn, err := net.Dial("tcp", n.addr)
 		if err != nil {
@@ -218,7 +228,7 @@ func TestAPIOriginPolicy(t *testing.T) {
 			}
 		})
 	}
-	if got := open.srv.Hub().Stats().MessagesPublished.Load(); got != 4 {
+	if got := open.srv.Hub().Stats().MessagesPublished; got != 4 {
 		t.Fatalf("%d messages published on the open node, want 4 (the refused ones must not publish)", got)
 	}
 }
@@ -270,12 +280,12 @@ func TestMassDisconnectReleasesEverything(t *testing.T) {
 		t.Skip("128,000 subscriptions")
 	}
 	const clients, perClient = 1000, 128
-	n := start(t, server.Config{UnsubscribeDelay: 200 * time.Millisecond, MaxSubscriptions: perClient, PresenceTTL: 600 * time.Millisecond})
+	n := start(t, server.Config{Hub: hub.Config{UnsubscribeDelay: 200 * time.Millisecond, MaxSubscriptions: perClient, PresenceTTL: 600 * time.Millisecond}})
 	heap := func() uint64 {
 		var ms runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse
+		return ms.HeapAlloc
 	}
 	before, goroutines := heap(), runtime.NumGoroutine()
 
@@ -328,8 +338,7 @@ func TestMassDisconnectReleasesEverything(t *testing.T) {
 	if err := failed.Load(); err != nil {
 		t.Fatal(err)
 	}
-	stats := n.srv.Hub().Stats()
-	if got := stats.BrokerChannels.Load(); got != clients*perClient {
+	if got := n.srv.Hub().Stats().BrokerChannels; got != clients*perClient {
 		t.Fatalf("%d broker channels, want %d", got, clients*perClient)
 	}
 	for i, c := range conns {
@@ -339,19 +348,19 @@ func TestMassDisconnectReleasesEverything(t *testing.T) {
 	peak := 0
 	checkFor(t, time.Minute, func() error {
 		peak = max(peak, runtime.NumGoroutine())
-		if got := stats.BrokerChannels.Load(); got != 0 {
+		if got := n.srv.Hub().Stats().BrokerChannels; got != 0 {
 			return fmt.Errorf("%d broker channels still subscribed", got)
 		}
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond) // a presence refresh replaces the node's channel counts
 	after := heap()
-	t.Logf("heap in use: %d MB before, %d MB after the release; goroutines: %d before, peak %d while releasing",
+	t.Logf("live heap: %d MB before, %d MB after the release; goroutines: %d before, peak %d while releasing",
 		before>>20, after>>20, goroutines, peak)
 	if peak > goroutines+clients+100 {
 		t.Errorf("%d goroutines while releasing, from %d: a goroutine per channel?", peak, goroutines)
 	}
 	if after > before+8<<20 {
-		t.Errorf("heap in use went from %d MB to %d MB after every client left", before>>20, after>>20)
+		t.Errorf("the live heap went from %d MB to %d MB after every client left", before>>20, after>>20)
 	}
 }

@@ -21,63 +21,49 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/httpapi"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/native"
+	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/raw"
 	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // Config configures a Server. Zero fields take the documented defaults.
 type Config struct {
-	// Broker shares messages with other nodes. Default: a memory broker
-	// (one node).
-	Broker broker.Broker
-	// NodeID names the node. Default: random.
-	NodeID string
+	// Hub configures the node: its broker (default: a memory broker, one
+	// node), node id, limits, rates, namespaces. Its Logger defaults to
+	// Logger.
+	Hub hub.Config
 	// Logger receives the server's logs. Default: slog.Default().
 	Logger *slog.Logger
-	// AllowedOrigins lists the browser origins allowed to connect; see
-	// transport.OriginPolicy for what an empty list allows.
+	// AllowedOrigins lists the browser origins allowed to connect and to
+	// call the API; see transport.OriginPolicy for what an empty list
+	// allows.
 	AllowedOrigins []string
 	// APIKey protects /api/* when set.
 	APIKey string
 	// RawChannel is the channel of raw connections on "/". Default
-	// "chat_messages", the seed's.
+	// raw.DefaultChannel ("chat_messages", the seed's).
 	RawChannel string
-	// MaxMessageBytes is the largest message a client may send. Default
-	// 65536.
+	// MaxMessageBytes is the largest message a client may send, and the
+	// largest data the HTTP API publishes. Default
+	// transport.DefaultMaxMessageBytes.
 	MaxMessageBytes int
-	// MaxSubscriptions per connection. Default 128.
-	MaxSubscriptions int
-	// SendQueueBytes bounds each connection's send queue. Default 1 MiB.
-	SendQueueBytes int
-	// PingInterval between server pings. Default 25s.
-	PingInterval time.Duration
-	// CloseGrace is how long a connection the server closes may take to
-	// receive its close frame and answer it before its socket is cut.
-	// Default 3s (see hub.Config).
-	CloseGrace time.Duration
+	// WriteTimeout bounds one blocking write to a connection. Default
+	// transport.DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// Page serves every path the server does not route itself: the demo
 	// page and its files. Default: 404 for those paths.
 	Page http.Handler
-	// ClientRate limits the frames a client may send per second (zero:
-	// none); see hub.Config.
-	ClientRate float64
-	// WriteDelay is the shortest time between two writes to one
-	// connection, so that frames batch (see hub.Config). Zero writes at once.
-	WriteDelay time.Duration
-	// PresenceTTL is how long a presence entry outlives its node's last
-	// refresh. Default 30s.
-	PresenceTTL time.Duration
-	// Default holds the options of the default namespace and of every
-	// namespace not in Namespaces (history, read-only).
-	Default hub.NamespaceOptions
-	// Namespaces holds per-namespace options.
-	Namespaces map[string]hub.NamespaceOptions
-	// UnsubscribeDelay keeps a channel's broker subscription after its
-	// last local client left. Default 2s.
-	UnsubscribeDelay time.Duration
+	// HTTP bounds what one HTTP client may hold.
+	HTTP HTTPLimits
+}
+
+// HTTPLimits bound the HTTP side of the server. Zero fields take the
+// defaults below.
+type HTTPLimits struct {
 	// ReadHeaderTimeout bounds the reading of a request's headers, the
 	// WebSocket handshake's included. Default 5s.
 	ReadHeaderTimeout time.Duration
@@ -101,11 +87,28 @@ const (
 	DefaultMaxHeaderBytes    = 16 << 10
 )
 
+func (l *HTTPLimits) setDefaults() {
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = DefaultReadTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+}
+
 // Server is one switchboard node.
 type Server struct {
 	cfg     Config
 	hub     *hub.Hub
 	ws      *transport.Server
+	native  *native.Dialect
+	raw     *raw.Dialect
 	api     *httpapi.Handler
 	origins transport.OriginPolicy
 	web     http.Handler
@@ -118,71 +121,48 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.RawChannel == "" {
-		cfg.RawChannel = "chat_messages"
+	if cfg.Hub.Logger == nil {
+		cfg.Hub.Logger = cfg.Logger
 	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 65536
+	if cfg.Hub.Broker == nil {
+		cfg.Hub.Broker = memory.New(memory.Config{})
 	}
 	if cfg.Page == nil {
 		cfg.Page = http.NotFoundHandler()
 	}
-	if cfg.Broker == nil {
-		cfg.Broker = memory.New(memory.Config{})
-	}
-	if cfg.ReadHeaderTimeout <= 0 {
-		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = DefaultReadTimeout
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	h, err := hub.New(hub.Config{
-		Broker:           cfg.Broker,
-		NodeID:           cfg.NodeID,
-		Logger:           cfg.Logger,
-		MaxSubscriptions: cfg.MaxSubscriptions,
-		SendQueueBytes:   cfg.SendQueueBytes,
-		PingInterval:     cfg.PingInterval,
-		CloseGrace:       cfg.CloseGrace,
-		UnsubscribeDelay: cfg.UnsubscribeDelay,
-		Default:          cfg.Default,
-		Namespaces:       cfg.Namespaces,
-		PresenceTTL:      cfg.PresenceTTL,
-		WriteDelay:       cfg.WriteDelay,
-		ClientRate:       cfg.ClientRate,
-	})
+	cfg.HTTP.setDefaults()
+	h, err := hub.New(cfg.Hub)
 	if err != nil {
 		return nil, err
 	}
-	ws := transport.New(transport.Config{
-		Hub:             h,
-		MaxMessageBytes: cfg.MaxMessageBytes,
-		Origins:         transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
-		Logger:          cfg.Logger,
-	})
 	s := &Server{
-		cfg: cfg,
-		hub: h,
-		ws:  ws,
-		api: httpapi.New(httpapi.Config{Hub: h, APIKey: cfg.APIKey, MaxMessageBytes: cfg.MaxMessageBytes,
-			Metrics: []httpapi.Metric{{Name: "switchboard_read_panics_total", Kind: "counter",
-				Help: "Connections closed because reading them panicked (a bug; each is logged).", Value: ws.Panics}}}),
+		cfg:     cfg,
+		hub:     h,
+		native:  native.New(),
+		raw:     raw.New(cfg.RawChannel, cfg.Logger),
 		origins: transport.OriginPolicy{Allowed: cfg.AllowedOrigins},
 		web:     cfg.Page,
 		log:     cfg.Logger,
 	}
+	s.ws = transport.New(transport.Config{
+		Hub:             h,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		WriteTimeout:    cfg.WriteTimeout,
+		Origins:         s.origins,
+		Logger:          cfg.Logger,
+	})
+	s.api = httpapi.New(httpapi.Config{
+		Hub:             h,
+		APIKey:          cfg.APIKey,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		Metrics:         []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics},
+	})
 	s.httpS = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          newErrorLog(cfg.Logger),
 	}
 	return s, nil
@@ -190,6 +170,9 @@ func New(cfg Config) (*Server, error) {
 
 // Hub returns the server's hub.
 func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Metrics returns every figure the node exports at /metrics.
+func (s *Server) Metrics() []hub.Metric { return s.api.Metrics() }
 
 // Start starts the hub and its broker.
 func (s *Server) Start(ctx context.Context) error { return s.hub.Start(ctx) }
@@ -208,17 +191,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case p == "/ws":
-		s.ws.ServeNative(w, r)
-	case strings.HasPrefix(p, "/raw/"):
-		s.ws.ServeRaw(w, r, strings.TrimPrefix(p, "/raw/"))
-	case p == "/" && transport.IsUpgrade(r):
-		s.ws.ServeRaw(w, r, s.cfg.RawChannel)
+		s.ws.Serve(w, r, s.native)
+	case strings.HasPrefix(p, "/raw/"), p == "/" && transport.IsUpgrade(r):
+		s.ws.Serve(w, r, s.raw)
 	case strings.HasPrefix(p, "/api/"):
 		// A browser sends Origin with a cross-site request; without
 		// this check, any page a developer visits could publish into
 		// their local server with a simple form POST.
 		if !s.origins.Check(r) {
-			transport.WriteHTTPError(w, http.StatusForbidden, "forbidden", "origin not allowed")
+			protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
 			return
 		}
 		s.api.ServeHTTP(w, r)
@@ -236,6 +217,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.httpS.Shutdown(ctx) }()
 	err := s.hub.Shutdown(ctx)
+	if werr := s.ws.Shutdown(ctx); werr != nil && err == nil {
+		err = werr
+	}
 	if herr := <-httpDone; herr != nil && err == nil {
 		err = herr
 	}

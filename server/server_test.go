@@ -194,7 +194,7 @@ func equalJSON(a, b any) bool {
 }
 
 func TestNativePublishSubscribe(t *testing.T) {
-	n := start(t, server.Config{NodeID: "node-a"})
+	n := start(t, server.Config{Hub: hub.Config{NodeID: "node-a"}})
 	alice, welcome := dialNative(t, n)
 	if welcome["node"] != "node-a" || welcome["version"] != 1.0 || welcome["ping_interval_ms"] != 25000.0 {
 		t.Errorf("welcome = %v", welcome)
@@ -254,7 +254,7 @@ func TestNativePublishSubscribe(t *testing.T) {
 }
 
 func TestNativeErrors(t *testing.T) {
-	n := start(t, server.Config{MaxSubscriptions: 2})
+	n := start(t, server.Config{Hub: hub.Config{MaxSubscriptions: 2}})
 	c, _ := dialNative(t, n)
 	tests := []struct {
 		frame, code string
@@ -440,7 +440,7 @@ func TestSlowConsumer(t *testing.T) {
 	// that read. The grace must outlast the firehose on a slow machine,
 	// or the socket is cut first (which is right, but not what this test
 	// checks).
-	n := start(t, server.Config{SendQueueBytes: 256 << 10, CloseGrace: time.Minute})
+	n := start(t, server.Config{Hub: hub.Config{SendQueueBytes: 256 << 10, CloseGrace: time.Minute}})
 	slow := dial(t, n.ws("/raw/firehose"), nil)
 	fast := dial(t, n.ws("/raw/firehose"), nil)
 	pub := dial(t, n.ws("/raw/firehose"), nil) // raw senders get their own messages too
@@ -476,7 +476,7 @@ func TestSlowConsumer(t *testing.T) {
 	if fastGot.Load() != total || pubGot.Load() != total {
 		t.Errorf("the reading clients got %d and %d of %d", fastGot.Load(), pubGot.Load(), total)
 	}
-	if got := n.srv.Hub().Stats().SlowConsumers.Load(); got != 1 {
+	if got := n.srv.Hub().Stats().SlowConsumers; got != 1 {
 		t.Errorf("slow consumers = %d, want 1", got)
 	}
 	// The slow client now reads: what was queued, then close 4008.
@@ -606,7 +606,7 @@ func TestShutdownManyClients(t *testing.T) {
 		}()
 	}
 	ready.Wait()
-	if got := n.srv.Hub().Stats().Connections.Load(); got != total {
+	if got := n.srv.Hub().Stats().Connections; got != total {
 		t.Fatalf("%d connections, want %d", got, total)
 	}
 	const timeout = 3 * time.Second
@@ -644,7 +644,7 @@ func TestShutdownManyClients(t *testing.T) {
 // gets exactly the messages it missed, then live ones; the HTTP history
 // agrees.
 func TestRecoveryAfterReconnect(t *testing.T) {
-	n := start(t, server.Config{Default: hub.NamespaceOptions{HistorySize: 100}})
+	n := start(t, server.Config{Hub: hub.Config{Default: hub.NamespaceOptions{HistorySize: 100}}})
 	a, _ := dialNative(t, n)
 	r := a.request(`{"id":1,"op":"subscribe","channel":"feed"}`)
 	epoch, _ := r["epoch"].(string)
@@ -708,7 +708,7 @@ func httpPost(t testing.TB, url, body string) (int, string) {
 }
 
 func TestRawRateLimit(t *testing.T) {
-	n := start(t, server.Config{ClientRate: 1})
+	n := start(t, server.Config{Hub: hub.Config{ClientRate: 1}})
 	c := dial(t, n.ws("/raw/flood"), nil)
 	for range 5 {
 		c.send("x")
@@ -719,7 +719,7 @@ func TestRawRateLimit(t *testing.T) {
 // TestIdempotentPublish: a publish retried with the same idempotency key is
 // delivered once and answered with the first publish's position.
 func TestIdempotentPublish(t *testing.T) {
-	n := start(t, server.Config{Default: hub.NamespaceOptions{HistorySize: 10}})
+	n := start(t, server.Config{Hub: hub.Config{Default: hub.NamespaceOptions{HistorySize: 10}}})
 	c, _ := dialNative(t, n)
 	c.request(`{"id":1,"op":"subscribe","channel":"once"}`)
 	var bodies []string
@@ -761,7 +761,7 @@ func TestIdempotentPublish(t *testing.T) {
 // every message once, in order, in fewer writes than frames; a shutdown in
 // the middle of delayed writes still closes everyone at once.
 func TestWriteDelayDeliversEverything(t *testing.T) {
-	n := start(t, server.Config{WriteDelay: 30 * time.Millisecond})
+	n := start(t, server.Config{Hub: hub.Config{WriteDelay: 30 * time.Millisecond}})
 	const subs, msgs = 50, 40
 	clients := make([]*client, subs)
 	for i := range clients {
@@ -784,7 +784,7 @@ func TestWriteDelayDeliversEverything(t *testing.T) {
 		}
 	}
 	st := n.srv.Hub().Stats()
-	if frames, writes := st.FramesWritten.Load(), st.Writes.Load(); writes*2 > frames {
+	if frames, writes := st.FramesWritten, st.Writes; writes*2 > frames {
 		t.Errorf("%d frames took %d writes: the delay did not batch", frames, writes)
 	}
 	// Queue one more message everywhere and shut down within the delay:

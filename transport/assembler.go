@@ -11,19 +11,10 @@ import (
 	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// closeError is a frame the assembler refuses: the connection is closed
-// with Code and Reason.
-type closeError struct {
-	Code   int
-	Reason string
-}
-
-func (e *closeError) Error() string { return "transport: " + e.Reason }
-
 var (
-	errProtocol   = &closeError{protocol.CloseProtocolError, "protocol error"}
-	errTooLarge   = &closeError{protocol.CloseTooLarge, "message too large"}
-	errInvalidUTF = &closeError{protocol.CloseInvalidPayload, "text is not valid UTF-8"}
+	errProtocol   = &CloseError{protocol.CloseProtocolError, "protocol error"}
+	errTooLarge   = &CloseError{protocol.CloseTooLarge, "message too large"}
+	errInvalidUTF = &CloseError{protocol.CloseInvalidPayload, "text is not valid UTF-8"}
 )
 
 // assembler turns the frames a client sends into messages, as RFC 6455
@@ -54,7 +45,7 @@ func (a *assembler) busy() bool { return a.op != 0 }
 // next reads one frame from r. It returns a control frame (ping, pong or
 // close) or a whole message (text or binary); for a fragment of a message
 // that is not finished it returns op 0 and no payload. A frame that breaks
-// the protocol or the limits fails with a *closeError; a broken connection
+// the protocol or the limits fails with a *CloseError; a broken connection
 // with its read error.
 //
 // A returned message's payload is the caller's; a control frame's payload

@@ -1,4 +1,4 @@
-package transport
+package transport_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/native"
+	"github.com/switchboard-rt/switchboard/raw"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // maskedFrame encodes a client frame (masked, as RFC 6455 requires).
@@ -39,7 +42,7 @@ func maskedFrame(op byte, fin bool, payload []byte) []byte {
 
 // fuzzNode is the hub and transport the fuzz targets feed; they share one
 // for the whole run.
-func fuzzNode(f *testing.F) (*hub.Hub, *Server) {
+func fuzzNode(f *testing.F) (*hub.Hub, *transport.Server) {
 	b := memory.New(memory.Config{})
 	h, err := hub.New(hub.Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CloseGrace: 10 * time.Millisecond})
 	if err != nil {
@@ -49,8 +52,14 @@ func fuzzNode(f *testing.F) (*hub.Hub, *Server) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = h.Shutdown(context.Background()) })
-	return h, New(Config{Hub: h, MaxMessageBytes: fuzzMaxMessage, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return h, transport.New(transport.Config{Hub: h, MaxMessageBytes: fuzzMaxMessage, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
+
+// The dialects the fuzz targets' connections speak.
+var (
+	nativeDialect = native.New()
+	rawDialect    = raw.New("", slog.New(slog.NewTextHandler(io.Discard, nil)))
+)
 
 // fuzzMaxMessage is the message limit of the fuzzed transport: small, so
 // that inputs reach it.
@@ -60,25 +69,26 @@ const fuzzMaxMessage = 256
 // a hostile client would after the handshake, and waits for the server to
 // finish the connection once the client hangs up. Nothing may panic (also
 // not a panic the session recovers) and nothing may hang.
-func feedReadLoop(t *testing.T, h *hub.Hub, s *Server, input []byte, native bool) {
-	d := hub.Raw
-	if native {
-		d = hub.Native
+func feedReadLoop(t *testing.T, h *hub.Hub, s *transport.Server, input []byte, isNative bool) {
+	var d hub.Dialect = rawDialect
+	if isNative {
+		d = nativeDialect
 	}
-	c, err := h.NewClient(d)
+	c, err := h.NewClient(d, hub.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d == hub.Raw {
-		if err := c.SubscribeRaw(context.Background(), "fuzz"); err != nil {
+	if !isNative {
+		// What the raw dialect's Accept does for /raw/fuzz.
+		c.Data = "fuzz"
+		if err := c.Subscribe(context.Background(), "fuzz", hub.SubscribeOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	panics := s.Panics()
 	// A real socket, so that the session parks between messages as it
 	// does in production.
-	client, server := tcpPair(t)
-	ss := s.newSession(c, server, nil)
+	client, server := transport.TCPPair(t)
 	go func() {
 		_, _ = client.Write(input)
 		// Drain what the server writes, then hang up.
@@ -86,9 +96,9 @@ func feedReadLoop(t *testing.T, h *hub.Hub, s *Server, input []byte, native bool
 		_, _ = io.Copy(io.Discard, client)
 		client.Close()
 	}()
-	ss.start()
+	s.ServeConn(c, server)
 	deadline := time.Now().Add(5 * time.Second)
-	for h.Stats().Connections.Load() != 0 {
+	for h.Stats().Connections != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the connection was not finished after its client hung up")
 		}

@@ -1,10 +1,10 @@
-package transport
+package transport_test
 
 import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
-		"net"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -80,16 +80,7 @@ func (n *testNode) waitParked(t *testing.T, want int) {
 		return
 	}
 	checkFor(t, 5*time.Second, func() error {
-		p := n.ws.poller()
-		p.mu.Lock()
-		got := 0
-		for _, ss := range p.conns {
-			if ss.state.Load() == stateParked {
-				got++
-			}
-		}
-		p.mu.Unlock()
-		if got < want {
+		if got := n.ws.Parked(); got < want {
 			return fmt.Errorf("%d sessions parked, want %d", got, want)
 		}
 		return nil
@@ -166,7 +157,7 @@ func openFiles(t *testing.T) int {
 func TestInlineAttemptsLeakNothing(t *testing.T) {
 	n := startNode(t, hub.Config{CloseGrace: 200 * time.Millisecond})
 	n.dial(t, "/ws").nextText() // warm the poller up
-	fds, goroutines, clients := openFiles(t), runtime.NumGoroutine(), n.hub.Stats().Connections.Load()
+	fds, goroutines, clients := openFiles(t), runtime.NumGoroutine(), n.hub.Stats().Connections
 	attack := [][]byte{append(handshake("/ws"), hugeContinuation()...), append(handshake("/raw/leak"), hugeContinuation()...)}
 	for i := range 1000 {
 		conn, err := net.Dial("tcp", n.addr)
@@ -188,7 +179,7 @@ func TestInlineAttemptsLeakNothing(t *testing.T) {
 		conn.Close()
 	}
 	checkFor(t, 10*time.Second, func() error {
-		nowFDs, nowG, conns := openFiles(t), runtime.NumGoroutine(), n.hub.Stats().Connections.Load()
+		nowFDs, nowG, conns := openFiles(t), runtime.NumGoroutine(), n.hub.Stats().Connections
 		if nowFDs > fds+5 || nowG > goroutines+5 || conns != clients {
 			return fmt.Errorf("after 1000 attempts: %d descriptors (was %d), %d goroutines (was %d), %d clients (was %d)",
 				nowFDs, fds, nowG, goroutines, conns, clients)
@@ -217,7 +208,7 @@ func TestAnnouncedFramesPinNoMemory(t *testing.T) {
 		clients[i] = n.rawDial(t, append(handshake("/raw/announce"), header...))
 	}
 	checkFor(t, 5*time.Second, func() error {
-		if got := n.hub.Stats().Connections.Load(); got != conns {
+		if got := n.hub.Stats().Connections; got != conns {
 			return fmt.Errorf("%d clients, want %d", got, conns)
 		}
 		return nil

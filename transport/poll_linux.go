@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"os"
 	"sync"
@@ -23,6 +24,8 @@ import (
 type poller struct {
 	timeout time.Duration // how long a parked session may stay silent
 	wait    int           // milliseconds per wait for events; bounds the sweep's lateness
+
+	loops sync.WaitGroup // the loop goroutines (at most one at a time)
 
 	mu    sync.Mutex
 	epfd  int                 // guarded by mu; -1 while no loop runs
@@ -59,6 +62,7 @@ func (p *poller) arm(ss *session) error {
 			return err
 		}
 		p.epfd = fd
+		p.loops.Add(1)
 		go p.loop(fd)
 	}
 	op := syscall.EPOLL_CTL_MOD
@@ -87,6 +91,22 @@ func (p *poller) arm(ss *session) error {
 	return cerr
 }
 
+// waitLoops waits for the loop to end (it ends once no session is parked), or
+// for ctx to be done.
+func (p *poller) waitLoops(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.loops.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // remove forgets a finished session. Closing its socket has taken it out of
 // the epoll set.
 func (p *poller) remove(ss *session) {
@@ -104,6 +124,7 @@ func (p *poller) remove(ss *session) {
 // goroutine blocked in a system call ties up an OS thread, and its P until
 // the runtime's monitor notices, where the runtime's poller needs neither.
 func (p *poller) loop(epfd int) {
+	defer p.loops.Done()
 	f := os.NewFile(uintptr(epfd), "switchboard-epoll")
 	defer f.Close()
 	rc, err := f.SyscallConn()
@@ -201,4 +222,17 @@ func (p *poller) closeIf(match func(*session) bool) {
 	for _, ss := range picked {
 		_ = ss.t.Close()
 	}
+}
+
+// parked counts the sessions parked now.
+func (p *poller) parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, ss := range p.conns {
+		if ss.state.Load() == stateParked {
+			n++
+		}
+	}
+	return n
 }

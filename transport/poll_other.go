@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -16,3 +17,7 @@ func newPoller(time.Duration) *poller { return nil }
 func (p *poller) arm(*session) error { return errors.ErrUnsupported }
 
 func (p *poller) remove(*session) {}
+
+func (p *poller) waitLoops(context.Context) error { return nil }
+
+func (p *poller) parked() int { return 0 }

@@ -6,12 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/gobwas/ws"
 
@@ -37,14 +35,14 @@ const (
 // a session on a plain socket parks in the server's poller and holds no
 // goroutine and no buffer, which is what keeps an idle connection small.
 type session struct {
-	srv  *Server
-	c    *hub.Client
-	conn net.Conn
-	t    *wsConn
-	rd   io.Reader     // conn, or early while it holds bytes
+	srv   *Server
+	c     *hub.Client
+	conn  net.Conn
+	t     *wsConn
+	rd    io.Reader    // conn, or early while it holds bytes
 	early *earlyReader // what the client sent with its handshake; nil once read
-	rc   syscall.RawConn
-	poll *poller // nil: the session never parks
+	rc    syscall.RawConn
+	poll  *poller // nil: the session never parks
 
 	id       uint64       // the poller's key, 0 until the first park; guarded by the poller's mu
 	state    atomic.Int32 // stateReading, stateParked or stateDone
@@ -193,47 +191,6 @@ func (ss *session) closed() {
 	}
 }
 
-// idle reports whether the client has nothing more to read right now: the
-// upgrade's reader is drained and the socket has no byte waiting.
-func (ss *session) idle() bool {
-	if ss.early != nil {
-		if len(ss.early.b) > 0 {
-			return false
-		}
-		ss.rd, ss.early = ss.conn, nil
-	}
-	if err := ss.rc.Read(ss.peekFn); err != nil || ss.peekErr != syscall.EAGAIN {
-		return false
-	}
-	if !ss.chatty {
-		return true
-	}
-	// Linger: wait for the next frame a while, parked in the runtime's
-	// poller, before giving the goroutine up.
-	_ = ss.conn.SetReadDeadline(time.Now().Add(min(linger, ss.srv.cfg.ReadTimeout)))
-	return errors.Is(ss.rc.Read(ss.peekWaitFn), os.ErrDeadlineExceeded)
-}
-
-// peekWait is peek for rc.Read's waiting mode: on EAGAIN it asks the
-// runtime to wait until the socket is readable and call it again.
-func (ss *session) peekWait(fd uintptr) bool {
-	ss.peek(fd)
-	return ss.peekErr != syscall.EAGAIN
-}
-
-// peek looks for one waiting byte without consuming it or blocking.
-func (ss *session) peek(fd uintptr) bool {
-	for {
-		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&ss.peekByte[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		if e == syscall.EINTR {
-			continue
-		}
-		ss.peekErr = e
-		return true
-	}
-}
-
 // park hands the session to the poller. It reports false when the session
 // could not park and the caller must go on reading (the socket broke: the
 // next read says how); true means the caller no longer owns the session.
@@ -272,7 +229,7 @@ func (ss *session) readLoop() (parked bool) {
 		}
 		op, payload, err := ss.asm.next(ss.rd)
 		if err != nil {
-			var ce *closeError
+			var ce *CloseError
 			if !errors.As(err, &ce) {
 				return false
 			}
@@ -289,13 +246,9 @@ func (ss *session) readLoop() (parked bool) {
 			c.Close(closeCode(payload), "")
 			return false
 		case ws.OpBinary:
-			if c.Dialect() == hub.Raw {
-				c.Close(protocol.CloseUnsupportedData, "binary frames are not supported")
-			} else {
-				c.HandleBinary()
-			}
+			c.HandleBinary(payload)
 		default:
-			c.HandleFrame(payload)
+			c.HandleText(payload)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package transport
+package transport_test
 
 import (
 	"bufio"
@@ -18,12 +18,15 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/native"
+	"github.com/switchboard-rt/switchboard/raw"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
 // testNode is a hub and a transport behind a real HTTP server.
 type testNode struct {
 	hub  *hub.Hub
-	ws   *Server
+	ws   *transport.Server
 	srv  *httptest.Server
 	addr string
 }
@@ -38,12 +41,11 @@ func startNode(t *testing.T, cfg hub.Config) *testNode {
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Hub: h, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := transport.New(transport.Config{Hub: h, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	nat, rw := native.New(), raw.New("", nil)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", s.ServeNative)
-	mux.HandleFunc("/raw/{channel}", func(w http.ResponseWriter, r *http.Request) {
-		s.ServeRaw(w, r, r.PathValue("channel"))
-	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { s.Serve(w, r, nat) })
+	mux.HandleFunc("/raw/{channel}", func(w http.ResponseWriter, r *http.Request) { s.Serve(w, r, rw) })
 	n := &testNode{hub: h, ws: s, srv: httptest.NewServer(mux)}
 	n.addr = strings.TrimPrefix(n.srv.URL, "http://")
 	t.Cleanup(func() {

@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
 )
@@ -22,11 +22,12 @@ type Config struct {
 	Hub *hub.Hub
 	// MaxMessageBytes is the largest message a client may send, in bytes
 	// (all fragments together); a larger one closes the connection with
-	// 1009. Default 65536.
+	// 1009. Default DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// Origins decides which browser origins may connect.
 	Origins OriginPolicy
-	// WriteTimeout bounds one write to a connection. Default 10s.
+	// WriteTimeout bounds one blocking write to a connection (one whose
+	// socket was full). Default 10s.
 	WriteTimeout time.Duration
 	// ReadTimeout is how long a connection may stay silent (no frame, no
 	// pong) before it is closed. Default: twice the hub's ping interval.
@@ -35,18 +36,43 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The defaults of Config's fields.
+const (
+	DefaultMaxMessageBytes = 65536
+	DefaultWriteTimeout    = 10 * time.Second
+)
+
 // Server upgrades HTTP requests to WebSocket connections served by a hub.
+// It is safe for concurrent use.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	pollOnce sync.Once
-	poll     *poller // parks idle sessions; nil where epoll is missing
-	panics   atomic.Uint64
+	cfg            Config
+	log            *slog.Logger
+	requestTimeout time.Duration // the hub's, for Dialect.Accept
+	pollOnce       sync.Once
+	poll           *poller // parks idle sessions; nil where epoll is missing
+	panics         atomic.Uint64
 }
 
 // Panics returns how many connections were closed because reading them
 // panicked (a bug; each is logged at error level).
 func (s *Server) Panics() uint64 { return s.panics.Load() }
+
+// Metrics returns the transport's figures.
+func (s *Server) Metrics() []hub.Metric {
+	return []hub.Metric{{Name: "switchboard_read_panics_total", Kind: "counter",
+		Help: "Connections closed because reading them panicked (a bug; each is logged).", Value: float64(s.Panics())}}
+}
+
+// Shutdown waits, until ctx is done, for the goroutine that watches idle
+// connections to end. Call it after the hub's Shutdown, which finishes
+// every connection; the transport serves no connection afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.pollOnce.Do(func() {}) // no poller is made from now on
+	if s.poll == nil {
+		return nil
+	}
+	return s.poll.waitLoops(ctx)
+}
 
 // poller returns the server's poller, made on first use.
 func (s *Server) poller() *poller {
@@ -57,18 +83,18 @@ func (s *Server) poller() *poller {
 // New returns a Server.
 func New(cfg Config) *Server {
 	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 65536
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 2 * cfg.Hub.Config().PingInterval
+		cfg.ReadTimeout = 2 * cfg.Hub.PingInterval()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger}
+	return &Server{cfg: cfg, log: cfg.Logger, requestTimeout: cfg.Hub.Config().RequestTimeout}
 }
 
 // IsUpgrade reports whether r asks for a WebSocket upgrade.
@@ -77,78 +103,63 @@ func IsUpgrade(r *http.Request) bool {
 		headerHasToken(r.Header, "Upgrade", "websocket")
 }
 
-// ServeNative serves a native-dialect connection (GET /ws).
-func (s *Server) ServeNative(w http.ResponseWriter, r *http.Request) {
-	if !s.admit(w, r) {
-		return
-	}
-	c, err := s.cfg.Hub.NewClient(hub.Native)
-	if err != nil {
-		WriteHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
-		return
-	}
-	c.Welcome()
-	s.serve(w, r, c)
+// Dialect is a hub.Dialect that the transport can serve: it also says how
+// a new connection starts.
+type Dialect interface {
+	hub.Dialect
+	// Accept prepares c, a new client of the dialect, for the connection
+	// r asks for, before the upgrade completes: what it queues is the
+	// connection's first frames, and what it subscribes c to, c receives
+	// from the moment the connection opens. An error refuses the upgrade
+	// with the HTTP status of its code (hub.ErrorOf); a *CloseError
+	// accepts the upgrade and closes the connection at once with its code,
+	// for refusals a WebSocket client must be able to read (a browser
+	// sees no HTTP status).
+	Accept(ctx context.Context, r *http.Request, c *hub.Client) error
 }
 
-// ServeRaw serves a raw-dialect connection on channel (GET / or
-// /raw/{channel}). The client is subscribed before the upgrade completes,
-// so it receives every message published after its connection opened. A
-// bad channel name is refused after the upgrade with close 1008, as the raw
-// dialect has no other way to say it.
-func (s *Server) ServeRaw(w http.ResponseWriter, r *http.Request, channel string) {
-	if !s.admit(w, r) {
-		return
-	}
-	c, err := s.cfg.Hub.NewClient(hub.Raw)
-	if err != nil {
-		WriteHTTPError(w, http.StatusServiceUnavailable, "unavailable", "the server is shutting down")
-		return
-	}
-	if protocol.ValidateChannel(channel) != nil {
-		c.Close(protocol.ClosePolicy, "bad channel name")
-		s.serve(w, r, c)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Hub.Config().RequestTimeout)
-	err = c.SubscribeRaw(ctx, channel)
-	cancel()
-	if err != nil {
-		c.Finish()
-		e := hub.ErrorOf(err)
-		status := http.StatusInternalServerError
-		if e.Code == protocol.CodeUnavailable || errors.Is(err, broker.ErrUnavailable) {
-			status = http.StatusServiceUnavailable
-		}
-		WriteHTTPError(w, status, string(e.Code), e.Message)
-		return
-	}
-	s.serve(w, r, c)
+// CloseError is a refusal said with a WebSocket close: the connection is
+// closed with Code and Reason.
+type CloseError struct {
+	Code   int
+	Reason string
 }
 
-// admit checks the request's origin and that it is an upgrade; it answers
-// the request itself when it refuses it.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+func (e *CloseError) Error() string {
+	return "transport: close " + strconv.Itoa(e.Code) + " " + e.Reason
+}
+
+// Serve upgrades r to a WebSocket connection of dialect d, served by the
+// hub. It answers the request itself when it refuses it: 400 for a request
+// that is not an upgrade, 403 for an origin the policy refuses, 503 while
+// the hub shuts down, and what d.Accept says.
+func (s *Server) Serve(w http.ResponseWriter, r *http.Request, d Dialect) {
 	if !IsUpgrade(r) {
-		WriteHTTPError(w, http.StatusBadRequest, "bad_request", "a WebSocket upgrade is required")
-		return false
+		protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeBadRequest, "a WebSocket upgrade is required"))
+		return
 	}
 	if !s.cfg.Origins.Check(r) {
-		WriteHTTPError(w, http.StatusForbidden, "forbidden", "origin not allowed")
-		return false
+		protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
+		return
 	}
-	return true
-}
-
-// WriteHTTPError answers a request with an error status and the JSON error
-// body of the HTTP API: {"error":{"code":...,"message":...}}.
-func WriteHTTPError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	b := append([]byte(`{"error":{"code":`), protocol.AppendString(nil, code)...)
-	b = append(b, `,"message":`...)
-	b = protocol.AppendString(b, msg)
-	_, _ = w.Write(append(b, "}}\n"...))
+	c, err := s.cfg.Hub.NewClient(d, hub.Identity{})
+	if err != nil {
+		protocol.WriteHTTPError(w, hub.ErrorOf(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout)
+	err = d.Accept(ctx, r, c)
+	cancel()
+	var ce *CloseError
+	switch {
+	case errors.As(err, &ce):
+		c.Close(ce.Code, ce.Reason)
+	case err != nil:
+		c.Finish()
+		protocol.WriteHTTPError(w, hub.ErrorOf(err))
+		return
+	}
+	s.serve(w, r, c)
 }
 
 // wsConn is the hub.Transport of one WebSocket connection.

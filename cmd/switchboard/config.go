@@ -6,85 +6,231 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-rt/switchboard/hub"
-	"github.com/switchboard-rt/switchboard/protocol"
 )
 
-// fileConfig is the YAML configuration file (--config): per-namespace
-// options. The namespace named "default" holds the options of channels
-// without a namespace and of namespaces not listed.
+// The configuration file (--config) holds any option by its key, and the
+// options of each namespace under namespaces:. The namespace "default"
+// holds those of channels without a namespace and of namespaces not
+// listed; the default namespace's own options (history_size...) may also
+// be given at the top level, where they win over namespaces.default.
 //
+//	max_subscriptions: 256
 //	namespaces:
 //	  default: {history_size: 100, history_ttl: 10m}
 //	  chat:    {history_size: 500, history_ttl: 1h}
 //	  news:    {history_size: 50, read_only: true}
 //	  rooms:   {presence: true, join_leave: true}
-type fileConfig struct {
-	Namespaces map[string]namespaceConfig `yaml:"namespaces"`
+
+// nsOption is one option of a namespace in the configuration file.
+type nsOption struct {
+	key  string
+	help string
+	set  func(o *hub.NamespaceOptions, v string) error
 }
 
-type namespaceConfig struct {
-	HistorySize int           `yaml:"history_size"`
-	HistoryTTL  time.Duration `yaml:"history_ttl"`
-	ReadOnly    bool          `yaml:"read_only"`
-	Presence    bool          `yaml:"presence"`
-	JoinLeave   bool          `yaml:"join_leave"`
+// nsOptions are the options a namespace may have, in the file.
+var nsOptions = []nsOption{
+	{"history_size", "messages kept per channel, for recovery (0 keeps none)", func(o *hub.NamespaceOptions, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return errors.New("want a whole number, 0 or more, like 100")
+		}
+		o.HistorySize = n
+		return nil
+	}},
+	{"history_ttl", "how long a channel's history lives after its last message (like 1h)", func(o *hub.NamespaceOptions, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errors.New("want a duration with a unit, like 10m or 24h")
+		}
+		o.HistoryTTL = d
+		return nil
+	}},
+	{"read_only", "true: clients may not publish, only the HTTP API", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.ReadOnly = b })},
+	{"presence", "true: keep who is in each channel, across instances", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.Presence = b })},
+	{"join_leave", "true: send join and leave events to subscribers", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.JoinLeave = b })},
 }
 
-func (n namespaceConfig) options() hub.NamespaceOptions {
-	return hub.NamespaceOptions{HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, ReadOnly: n.ReadOnly,
-		Presence: n.Presence, JoinLeave: n.JoinLeave}
-}
-
-// namespaces returns the default namespace's options and the others', from
-// the file (if any) and then the flags, which win for the default
-// namespace.
-func (o *options) namespaces() (hub.NamespaceOptions, map[string]hub.NamespaceOptions, error) {
-	var def hub.NamespaceOptions
-	named := map[string]hub.NamespaceOptions{}
-	if o.configFile != "" {
-		b, err := os.ReadFile(o.configFile)
+func boolSetter(set func(*hub.NamespaceOptions, bool)) func(*hub.NamespaceOptions, string) error {
+	return func(o *hub.NamespaceOptions, v string) error {
+		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return def, nil, fmt.Errorf("--config: %w", err)
+			return errors.New("want true or false")
 		}
-		var fc fileConfig
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-			return def, nil, fmt.Errorf("--config %s: %w", o.configFile, err)
+		set(o, b)
+		return nil
+	}
+}
+
+// fileError is a mistake in the configuration file, with where it is.
+func fileError(file string, n *yaml.Node, key, msg string) error {
+	if key != "" {
+		return fmt.Errorf("%s:%d: %s: %s", file, n.Line, key, msg)
+	}
+	return fmt.Errorf("%s:%d: %s", file, n.Line, msg)
+}
+
+// loadFile applies the configuration file: the default namespace's
+// options from namespaces.default, then every other namespace, then the
+// top-level options, each through its option's own parser. The
+// environment and the command line are applied after it, and win.
+func loadFile(path string, s *settings, opts []*option) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: the file is empty; give it options or leave --config out", path)
 		}
-		for name, nc := range fc.Namespaces {
-			if nc.HistorySize < 0 || nc.HistoryTTL < 0 {
-				return def, nil, fmt.Errorf("--config %s: namespace %q: history_size and history_ttl must not be negative", o.configFile, name)
+		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return fileError(path, root, "", "want options as key: value lines")
+	}
+	byKey := map[string]*option{}
+	for _, o := range opts {
+		byKey[o.key()] = o
+	}
+	var top [][2]*yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		switch o := byKey[k.Value]; {
+		case k.Value == "namespaces":
+			if err := loadNamespaces(path, v, s); err != nil {
+				return err
 			}
-			if name == "default" {
-				def = nc.options()
-				continue
-			}
-			if protocol.ValidateChannel(name) != nil || protocol.Namespace(name+":x") != name {
-				return def, nil, fmt.Errorf("--config %s: %q is not a valid namespace name", o.configFile, name)
-			}
-			named[name] = nc.options()
+		case o == nil || o.key() == "config":
+			return fileError(path, k, k.Value, "no such option"+nearest(k.Value, keysOf(opts)))
+		default:
+			top = append(top, [2]*yaml.Node{k, v})
 		}
 	}
-	if o.given["history-size"] || o.configFile == "" {
-		def.HistorySize = o.historySize
+	for _, kv := range top {
+		k, v := kv[0], kv[1]
+		if v.Kind != yaml.ScalarNode {
+			return fileError(path, v, k.Value, "want a single value")
+		}
+		if err := byKey[k.Value].value.Set(v.Value); err != nil {
+			return fileError(path, v, k.Value, fmt.Sprintf("%q: %v", v.Value, err))
+		}
 	}
-	if o.given["history-ttl"] || o.configFile == "" {
-		def.HistoryTTL = o.historyTTL
+	return nil
+}
+
+// loadNamespaces reads the namespaces: mapping.
+func loadNamespaces(path string, n *yaml.Node, s *settings) error {
+	if n.Kind != yaml.MappingNode {
+		return fileError(path, n, "namespaces", "want one entry per namespace, like chat: {history_size: 100}")
 	}
-	if o.given["presence"] || o.configFile == "" {
-		def.Presence = o.presence
+	named := map[string]hub.NamespaceOptions{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var o hub.NamespaceOptions
+		if k.Value == "default" {
+			o = s.srv.Hub.Default
+		}
+		if err := loadNamespace(path, k.Value, v, &o); err != nil {
+			return err
+		}
+		if k.Value == "default" {
+			s.srv.Hub.Default = o
+		} else {
+			named[k.Value] = o
+		}
 	}
-	if o.given["join-leave"] || o.configFile == "" {
-		def.JoinLeave = o.joinLeave
+	s.srv.Hub.Namespaces = named
+	return nil
+}
+
+func loadNamespace(path, name string, n *yaml.Node, o *hub.NamespaceOptions) error {
+	if n.Kind != yaml.MappingNode {
+		return fileError(path, n, "namespaces."+name, "want the namespace's options, like {history_size: 100}")
 	}
-	if def.HistorySize < 0 || def.HistoryTTL < 0 {
-		return def, nil, errors.New("--history-size and --history-ttl must not be negative")
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := "namespaces." + name + "." + k.Value
+		var opt *nsOption
+		for j := range nsOptions {
+			if nsOptions[j].key == k.Value {
+				opt = &nsOptions[j]
+			}
+		}
+		if opt == nil {
+			return fileError(path, k, key, "no such namespace option"+nearest(k.Value, nsKeys()))
+		}
+		if v.Kind != yaml.ScalarNode {
+			return fileError(path, v, key, "want a single value")
+		}
+		if err := opt.set(o, v.Value); err != nil {
+			return fileError(path, v, key, fmt.Sprintf("%q: %v", v.Value, err))
+		}
 	}
-	return def, named, nil
+	return nil
+}
+
+func keysOf(opts []*option) []string {
+	var out []string
+	for _, o := range opts {
+		out = append(out, o.key(), "namespaces")
+	}
+	return out
+}
+
+func nsKeys() []string {
+	var out []string
+	for _, o := range nsOptions {
+		out = append(out, o.key)
+	}
+	return out
+}
+
+// nearest returns " (did you mean X?)" for the candidate closest to word,
+// when one is close enough to be a typo of it.
+func nearest(word string, candidates []string) string {
+	best, bestD := "", 4
+	for _, c := range candidates {
+		if d := distance(word, c); d < bestD && d <= max(len(word)/3, 1) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// distance is the Levenshtein distance between a and b, with a swap of
+// two neighbours counted as one edit (histroy / history).
+func distance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }

@@ -14,14 +14,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/brokers"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/web"
 )
@@ -33,170 +32,160 @@ func main() {
 	os.Exit(code)
 }
 
-// options are the command-line options, each also read from an
-// environment variable.
-type options struct {
-	addr               string
-	allowedOrigins     string
-	apiKey             string
-	rawChannel         string
-	maxMessageBytes    int
-	maxSubscriptions   int
-	sendQueueBytes     int
-	pingInterval       time.Duration
-	shutdownTimeout    time.Duration
-	logFormat          string
-	logLevel           string
-	redisURL           string
-	nodeID             string
-	configFile         string
-	historySize        int
-	historyTTL         time.Duration
-	presence           bool
-	joinLeave          bool
-	presenceTTL        time.Duration
-	writeDelay         time.Duration
-	clientRate         float64
-	debugAddr          string
-	httpHeaderTimeout  time.Duration
-	httpReadTimeout    time.Duration
-	httpIdleTimeout    time.Duration
-	httpMaxHeaderBytes int
-	given              map[string]bool // the flags given on the command line or in the environment
-}
-
-// envName returns the environment variable of a flag:
-// --max-message-bytes is SWITCHBOARD_MAX_MESSAGE_BYTES.
-func envName(flagName string) string {
-	if flagName == "redis" {
-		return "SWITCHBOARD_REDIS_URL"
-	}
-	return "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parse reads options from args, then from the environment for the flags
-// not given on the command line.
-func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
-	o := &options{}
+// parse reads the settings: each option's default, then the configuration
+// file (--config, or SWITCHBOARD_CONFIG), then the environment, then the
+// command line, each winning over what came before.
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*settings, error) {
+	s := &settings{}
+	opts := declare(s)
 	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.addr, "addr", ":8080", "address to listen on (host:port)")
-	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to connect, or * for all; empty allows same-origin, loopback and file pages only (set it in production)")
-	fs.StringVar(&o.apiKey, "api-key", "", "API key required as a bearer token on /api/*; empty leaves the API open (local development only)")
-	fs.StringVar(&o.rawChannel, "raw-channel", "chat_messages", "channel of raw connections on /")
-	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 65536, "largest message a client may send, in bytes")
-	fs.IntVar(&o.maxSubscriptions, "max-subscriptions", 128, "most channels one connection may subscribe to")
-	fs.IntVar(&o.sendQueueBytes, "send-queue-bytes", 1<<20, "bytes queued for one connection before it is closed as a slow consumer (4008)")
-	fs.DurationVar(&o.pingInterval, "ping-interval", 25*time.Second, "interval between server pings; a connection silent for two intervals is closed")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")
-	fs.StringVar(&o.configFile, "config", "", "YAML file with per-namespace options (history_size, history_ttl, read_only); see README")
-	fs.IntVar(&o.historySize, "history-size", 0, "messages of history kept per channel of the default namespace, for recovery after reconnects; 0 keeps none")
-	fs.DurationVar(&o.historyTTL, "history-ttl", 24*time.Hour, "how long a channel's history lives after its last message")
-	fs.BoolVar(&o.presence, "presence", false, "keep who is in each channel of the default namespace (presence request, /api/presence)")
-	fs.BoolVar(&o.joinLeave, "join-leave", false, "send join and leave events to the default namespace's subscribers")
-	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)")
-	fs.Float64Var(&o.clientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit")
-	fs.DurationVar(&o.writeDelay, "write-delay", 0, "hold each connection's writes back this long so more messages go out per system call (less CPU at high rates, that much more latency); 0 writes at once")
-	fs.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's profiler (/debug/pprof/); keep it private; empty serves none")
-	fs.DurationVar(&o.httpHeaderTimeout, "http-header-timeout", server.DefaultReadHeaderTimeout, "longest time a client may take to send a request's headers (the WebSocket handshake's too)")
-	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", server.DefaultReadTimeout, "longest time a client may take to send a whole HTTP request, body included (not a WebSocket connection's life)")
-	fs.DurationVar(&o.httpIdleTimeout, "http-idle-timeout", server.DefaultIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request")
-	fs.IntVar(&o.httpMaxHeaderBytes, "http-max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers a client may send, in bytes")
-	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in welcome frames and client ids (default random)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named after it.\n\nOptions:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			def := f.DefValue
-			if def == "" {
-				def = `""`
+	fs.SetOutput(io.Discard)
+	for _, o := range opts {
+		fs.Var(o.value, o.name, o.help)
+	}
+	file := configArg(args)
+	if file == "" {
+		file = getenv("SWITCHBOARD_CONFIG")
+	}
+	if file != "" {
+		if err := loadFile(file, s, opts); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range opts {
+		if v := getenv(o.envName()); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return nil, fmt.Errorf("%s=%q: %v", o.envName(), v, err)
 			}
-			fmt.Fprintf(stderr, "  --%s (%s)\n      %s (default %s)\n", f.Name, envName(f.Name), f.Usage, def)
-		})
+		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stderr, opts)
+			return nil, err
+		}
+		return nil, flagError(err, opts)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		if v := getenv(envName(f.Name)); v != "" {
-			given[f.Name] = true
-			if serr := f.Value.Set(v); serr != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	o.given = given
-	return o, o.validate()
+	return s, s.validate()
 }
 
-func (o *options) validate() error {
+// configArg returns the value of --config on the command line, which must
+// be known before the rest is applied.
+func configArg(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasVal {
+			return val
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// flagError turns the flag package's error into one line that names the
+// flag as it is written here (--name) and says what to do.
+func flagError(err error, opts []*option) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		var names []string
+		for _, o := range opts {
+			names = append(names, o.name)
+		}
+		return fmt.Errorf("unknown flag --%s%s; see --help", name, nearest(name, names))
+	}
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		// invalid value "abc" for flag -history-size: want a whole number
+		return fmt.Errorf("invalid value %s", strings.Replace(rest, "for flag -", "for --", 1))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("--%s needs a value; see --help", name)
+	}
+	return fmt.Errorf("%s; see --help", msg)
+}
+
+// usage writes --help: every option with its type, environment variable,
+// help and default, then the configuration file's namespace options.
+func usage(w io.Writer, opts []*option) {
+	fmt.Fprintf(w, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named\nafter it, or in the --config file by its key (max-message-bytes is max_message_bytes);\nthe command line wins over the environment, which wins over the file.\n\nOptions:\n")
+	for _, o := range opts {
+		typ := " " + o.value.Type()
+		if typ == " bool" {
+			typ = ""
+		}
+		fmt.Fprintf(w, "  --%s%s (%s)\n      %s", o.name, typ, o.envName(), o.help)
+		if o.def != "empty" {
+			fmt.Fprintf(w, " (default %s)", o.def)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "\nNamespace options, in the --config file under namespaces: (default: for the default namespace):\n")
+	for _, o := range nsOptions {
+		fmt.Fprintf(w, "  %s\n      %s\n", o.key, o.help)
+	}
+	fmt.Fprintf(w, "\nExample file:\n  max_subscriptions: 256\n  namespaces:\n    default: {history_size: 100, history_ttl: 10m}\n    news:    {history_size: 50, read_only: true}\n")
+}
+
+func (s *settings) validate() error {
+	h := &s.srv.Hub
 	switch {
-	case o.logFormat != "text" && o.logFormat != "json":
-		return fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
-	case o.maxMessageBytes <= 0:
+	case s.logFormat != "text" && s.logFormat != "json":
+		return fmt.Errorf("--log-format must be text or json, not %q", s.logFormat)
+	case s.srv.MaxMessageBytes <= 0:
 		return errors.New("--max-message-bytes must be positive")
-	case o.maxSubscriptions <= 0:
+	case h.MaxSubscriptions <= 0:
 		return errors.New("--max-subscriptions must be positive")
-	case o.sendQueueBytes < o.maxMessageBytes:
+	case h.SendQueueBytes < s.srv.MaxMessageBytes:
 		return errors.New("--send-queue-bytes must be at least --max-message-bytes")
-	case o.pingInterval < 100*time.Millisecond:
+	case h.PingInterval < 100*time.Millisecond:
 		return errors.New("--ping-interval must be at least 100ms")
-	case o.shutdownTimeout <= 0:
+	case s.shutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
-	case o.clientRate < 0:
+	case h.ClientRate < 0:
 		return errors.New("--client-rate must not be negative")
-	case o.writeDelay < 0 || o.writeDelay > time.Second:
+	case h.WriteDelay < 0 || h.WriteDelay > time.Second:
 		return errors.New("--write-delay must be between 0 and 1s")
-	case o.presenceTTL < 300*time.Millisecond:
+	case h.PresenceTTL < 300*time.Millisecond:
 		return errors.New("--presence-ttl must be at least 300ms")
-	case o.httpHeaderTimeout <= 0 || o.httpReadTimeout <= 0 || o.httpIdleTimeout <= 0:
+	case h.Default.HistorySize < 0 || h.Default.HistoryTTL < 0:
+		return errors.New("--history-size and --history-ttl must not be negative")
+	case h.RequestTimeout <= 0 || h.UnsubscribeDelay <= 0 || h.CloseGrace <= 0 || s.srv.WriteTimeout <= 0:
+		return errors.New("--request-timeout, --unsubscribe-delay, --close-grace and --write-timeout must be positive")
+	case s.srv.HTTP.ReadHeaderTimeout <= 0 || s.srv.HTTP.ReadTimeout <= 0 || s.srv.HTTP.IdleTimeout <= 0:
 		return errors.New("--http-header-timeout, --http-read-timeout and --http-idle-timeout must be positive")
-	case o.httpMaxHeaderBytes < 1024:
+	case s.srv.HTTP.MaxHeaderBytes < 1024:
 		return errors.New("--http-max-header-bytes must be at least 1024")
 	}
 	return nil
 }
 
-func (o *options) logger(w io.Writer) (*slog.Logger, error) {
+func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s.logLevel)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
-	if o.logFormat == "json" {
+	if s.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, hopts)), nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for part := range strings.SplitSeq(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
-}
-
 // run runs the server until ctx is done, then shuts it down. It returns the
 // process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parse(args, os.Getenv, stderr)
+	s, err := parse(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -204,53 +193,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
-	log, err := o.logger(stderr)
+	log, err := s.logger(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
-	defNS, namedNS, err := o.namespaces()
+	b, err := brokers.Open(s.redisURL, log)
 	if err != nil {
-		fmt.Fprintln(stderr, "switchboard:", err)
-		return 2
+		log.Error("cannot use the broker", "err", err)
+		return 1
 	}
-	var b broker.Broker
-	if o.redisURL != "" {
-		b, err = newRedisBroker(o.redisURL, log)
-		if err != nil {
-			log.Error("cannot use Redis", "err", err)
-			return 1
-		}
-	}
-	srv, err := server.New(server.Config{
-		Page:              web.Handler(),
-		Broker:            b,
-		NodeID:            o.nodeID,
-		Logger:            log,
-		AllowedOrigins:    splitList(o.allowedOrigins),
-		APIKey:            o.apiKey,
-		RawChannel:        o.rawChannel,
-		MaxMessageBytes:   o.maxMessageBytes,
-		MaxSubscriptions:  o.maxSubscriptions,
-		SendQueueBytes:    o.sendQueueBytes,
-		PingInterval:      o.pingInterval,
-		PresenceTTL:       o.presenceTTL,
-		WriteDelay:        o.writeDelay,
-		ClientRate:        o.clientRate,
-		Default:           defNS,
-		Namespaces:        namedNS,
-		ReadHeaderTimeout: o.httpHeaderTimeout,
-		ReadTimeout:       o.httpReadTimeout,
-		IdleTimeout:       o.httpIdleTimeout,
-		MaxHeaderBytes:    o.httpMaxHeaderBytes,
-	})
+	s.srv.Hub.Broker = b
+	s.srv.Logger = log
+	s.srv.Page = web.Handler()
+	srv, err := server.New(s.srv)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
-		log.Error("cannot listen", "addr", o.addr, "err", err)
+		log.Error("cannot listen", "addr", s.addr, "err", err)
 		return 1
 	}
 	if err := srv.Start(ctx); err != nil {
@@ -258,30 +221,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	if o.apiKey == "" {
+	if s.srv.APIKey == "" {
 		log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
 	}
-	if o.allowedOrigins == "" {
+	if len(s.srv.AllowedOrigins) == 0 {
 		log.Warn("no --allowed-origins: pages on loopback origins and pages opened from files (Origin: null) may connect and use the API")
 	}
-	brokerName := "memory"
-	if o.redisURL != "" {
-		brokerName = "redis"
-	}
-	log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokerName)
+	log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.redisURL))
 	fmt.Fprintf(stdout, "switchboard listening on %s\n", ln.Addr())
 
-	if o.debugAddr != "" {
-		dln, err := net.Listen("tcp", o.debugAddr)
+	if s.debugAddr != "" {
+		stopDebug, err := serveDebug(s.debugAddr, log)
 		if err != nil {
-			log.Error("cannot listen", "debug-addr", o.debugAddr, "err", err)
+			log.Error("cannot listen", "debug-addr", s.debugAddr, "err", err)
 			_ = ln.Close()
 			_ = srv.Shutdown(context.Background())
 			return 1
 		}
-		defer dln.Close()
-		go func() { _ = http.Serve(dln, debugMux()) }()
-		log.Info("profiler listening", "addr", dln.Addr().String())
+		defer stopDebug()
 	}
 
 	serveErr := make(chan error, 1)
@@ -292,8 +249,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", o.shutdownTimeout, "connections", srv.Hub().Stats().Connections.Load())
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	log.Info("shutting down", "timeout", s.shutdownTimeout, "connections", srv.Hub().Stats().Connections)
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown was not clean", "err", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 )
 
@@ -21,45 +22,51 @@ func TestParse(t *testing.T) {
 		name    string
 		args    []string
 		env     map[string]string
-		check   func(t *testing.T, o *options)
+		check   func(t *testing.T, s *settings)
 		wantErr string
 	}{
-		{"defaults", nil, nil, func(t *testing.T, o *options) {
-			if o.addr != ":8080" || o.rawChannel != "chat_messages" || o.maxMessageBytes != 65536 ||
-				o.maxSubscriptions != 128 || o.sendQueueBytes != 1<<20 || o.pingInterval != 25*time.Second ||
-				o.shutdownTimeout != 10*time.Second || o.logFormat != "text" || o.redisURL != "" {
-				t.Errorf("defaults: %+v", o)
+		{"defaults", nil, nil, func(t *testing.T, s *settings) {
+			h := s.srv.Hub
+			if s.addr != ":8080" || s.srv.RawChannel != "chat_messages" || s.srv.MaxMessageBytes != 65536 ||
+				h.MaxSubscriptions != 128 || h.SendQueueBytes != 1<<20 || h.PingInterval != 25*time.Second ||
+				s.shutdownTimeout != 10*time.Second || s.logFormat != "text" || s.redisURL != "" ||
+				h.RequestTimeout != 5*time.Second || s.srv.HTTP.ReadHeaderTimeout != 5*time.Second {
+				t.Errorf("defaults: %+v", s)
 			}
 		}, ""},
-		{"flags", []string{"--addr", "127.0.0.1:9000", "--raw-channel=lobby", "--ping-interval", "5s"}, nil, func(t *testing.T, o *options) {
-			if o.addr != "127.0.0.1:9000" || o.rawChannel != "lobby" || o.pingInterval != 5*time.Second {
-				t.Errorf("%+v", o)
+		{"flags", []string{"--addr", "127.0.0.1:9000", "--raw-channel=lobby", "--ping-interval", "5s", "--presence"}, nil, func(t *testing.T, s *settings) {
+			if s.addr != "127.0.0.1:9000" || s.srv.RawChannel != "lobby" || s.srv.Hub.PingInterval != 5*time.Second || !s.srv.Hub.Default.Presence {
+				t.Errorf("%+v", s)
 			}
 		}, ""},
-		{"env", nil, map[string]string{"SWITCHBOARD_ADDR": ":7000", "SWITCHBOARD_MAX_SUBSCRIPTIONS": "5", "SWITCHBOARD_REDIS_URL": "redis://x:1/0", "SWITCHBOARD_ALLOWED_ORIGINS": "https://a.example, https://b.example"}, func(t *testing.T, o *options) {
-			if o.addr != ":7000" || o.maxSubscriptions != 5 || o.redisURL != "redis://x:1/0" {
-				t.Errorf("%+v", o)
+		{"env", nil, map[string]string{"SWITCHBOARD_ADDR": ":7000", "SWITCHBOARD_MAX_SUBSCRIPTIONS": "5", "SWITCHBOARD_REDIS_URL": "redis://x:1/0", "SWITCHBOARD_ALLOWED_ORIGINS": "https://a.example, https://b.example"}, func(t *testing.T, s *settings) {
+			if s.addr != ":7000" || s.srv.Hub.MaxSubscriptions != 5 || s.redisURL != "redis://x:1/0" {
+				t.Errorf("%+v", s)
 			}
-			if got := splitList(o.allowedOrigins); len(got) != 2 || got[1] != "https://b.example" {
+			if got := s.srv.AllowedOrigins; len(got) != 2 || got[1] != "https://b.example" {
 				t.Errorf("origins %q", got)
 			}
 		}, ""},
-		{"flag beats env", []string{"--addr", ":1"}, map[string]string{"SWITCHBOARD_ADDR": ":2"}, func(t *testing.T, o *options) {
-			if o.addr != ":1" {
-				t.Errorf("addr %q", o.addr)
+		{"flag beats env", []string{"--addr", ":1"}, map[string]string{"SWITCHBOARD_ADDR": ":2"}, func(t *testing.T, s *settings) {
+			if s.addr != ":1" {
+				t.Errorf("addr %q", s.addr)
 			}
 		}, ""},
 		{"bad env value", nil, map[string]string{"SWITCHBOARD_PING_INTERVAL": "soon"}, nil, "SWITCHBOARD_PING_INTERVAL"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, nil, "--log-format must be text or json"},
 		{"queue below message", []string{"--send-queue-bytes", "10"}, nil, nil, "--send-queue-bytes must be at least --max-message-bytes"},
 		{"stray argument", []string{"serve"}, nil, nil, `unexpected argument "serve"`},
-		{"unknown flag", []string{"--nope"}, nil, nil, "flag provided but not defined"},
+		{"unknown flag", []string{"--nope"}, nil, nil, "unknown flag --nope; see --help"},
+		{"unknown flag near one", []string{"--histroy-size", "5"}, nil, nil, "unknown flag --histroy-size (did you mean history-size?)"},
+		{"bad number", []string{"--history-size", "abc"}, nil, nil, `invalid value "abc" for --history-size: want a whole number`},
+		{"duration without unit", []string{"--ping-interval", "5"}, nil, nil, "want a duration with a unit, like 5s"},
+		{"flag without value", []string{"--addr"}, nil, nil, "--addr needs a value"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			o, err := parse(tc.args, func(k string) string { return tc.env[k] }, &stderr)
+			s, err := parse(tc.args, func(k string) string { return tc.env[k] }, &stderr)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -69,23 +76,70 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.check(t, o)
+			tc.check(t, s)
 		})
 	}
 }
 
-func TestHelpListsEveryOption(t *testing.T) {
+// --help shows every declared option, with its variable, type and default,
+// and README's configuration table lists the same options with the same
+// variables and defaults.
+func TestHelpAndReadmeListEveryOption(t *testing.T) {
 	var stderr bytes.Buffer
 	_, err := parse([]string{"--help"}, func(string) string { return "" }, &stderr)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"--addr (SWITCHBOARD_ADDR)", "default :8080", "--allowed-origins", "--api-key", "--raw-channel",
-		"--max-message-bytes", "--max-subscriptions", "--send-queue-bytes", "--ping-interval", "--shutdown-timeout",
-		"--log-format", "--redis (SWITCHBOARD_REDIS_URL)", "default 1048576", "default 25s"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("--help lacks %q:\n%s", want, stderr.String())
+	help := stderr.String()
+	opts := declare(&settings{})
+	for _, o := range opts {
+		want := "--" + o.name
+		if typ := o.value.Type(); typ != "bool" {
+			want += " " + typ
 		}
+		want += " (" + o.envName() + ")\n      " + o.help
+		if o.def != "empty" {
+			want += " (default " + o.def + ")"
+		}
+		if !strings.Contains(help, want+"\n") {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	if strings.Contains(help, `(default "")`) {
+		t.Errorf("--help shows an empty default:\n%s", help)
+	}
+	for _, o := range nsOptions {
+		if !strings.Contains(help, "  "+o.key+"\n") {
+			t.Errorf("--help lacks the namespace option %s", o.key)
+		}
+	}
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string][2]string{} // flag -> env, default
+	for line := range strings.SplitSeq(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 5 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`--") {
+			continue
+		}
+		unquote := func(c string) string { return strings.Trim(strings.TrimSpace(c), "`") }
+		rows[strings.TrimPrefix(unquote(cells[1]), "--")] = [2]string{unquote(cells[2]), unquote(cells[3])}
+	}
+	for _, o := range opts {
+		row, ok := rows[o.name]
+		if !ok {
+			t.Errorf("README's table lacks --%s", o.name)
+			continue
+		}
+		if row[0] != o.envName() || row[1] != o.def {
+			t.Errorf("README says --%s is %s, default %s; the code says %s, default %s", o.name, row[0], row[1], o.envName(), o.def)
+		}
+		delete(rows, o.name)
+	}
+	for name := range rows {
+		t.Errorf("README's table lists --%s, which is no option", name)
 	}
 }
 
@@ -157,23 +211,30 @@ func TestNamespacesFromFile(t *testing.T) {
 		wantNS  map[string]hub.NamespaceOptions
 		wantErr string
 	}{
-		{"flags only", []string{"--history-size", "20", "--history-ttl", "5m"}, hub.NamespaceOptions{HistorySize: 20, HistoryTTL: 5 * time.Minute}, map[string]hub.NamespaceOptions{}, ""},
+		{"flags only", []string{"--history-size", "20", "--history-ttl", "5m"}, hub.NamespaceOptions{HistorySize: 20, HistoryTTL: 5 * time.Minute}, nil, ""},
 		{"file", []string{"--config", good}, hub.NamespaceOptions{HistorySize: 100, HistoryTTL: 10 * time.Minute},
 			map[string]hub.NamespaceOptions{"chat": {HistorySize: 500, HistoryTTL: time.Hour}, "news": {HistorySize: 50, ReadOnly: true}}, ""},
 		{"flag overrides file default", []string{"--config", good, "--history-size", "7"}, hub.NamespaceOptions{HistorySize: 7, HistoryTTL: 10 * time.Minute},
 			map[string]hub.NamespaceOptions{"chat": {HistorySize: 500, HistoryTTL: time.Hour}, "news": {HistorySize: 50, ReadOnly: true}}, ""},
-		{"typo", []string{"--config", write("typo.yaml", "namespaces:\n  chat: {histroy_size: 5}\n")}, hub.NamespaceOptions{}, nil, "field histroy_size not found"},
+		{"top-level option", []string{"--config", write("top.yaml", "history_size: 9\nmax_subscriptions: 3\n")}, hub.NamespaceOptions{HistorySize: 9, HistoryTTL: 24 * time.Hour}, nil, ""},
+		{"typo", []string{"--config", write("typo.yaml", "namespaces:\n  chat: {histroy_size: 5}\n")}, hub.NamespaceOptions{}, nil,
+			"typo.yaml:2: namespaces.chat.histroy_size: no such namespace option (did you mean history_size?)"},
+		{"unknown top-level key", []string{"--config", write("unknown.yaml", "addr: :1\nmax_subscription: 5\n")}, hub.NamespaceOptions{}, nil,
+			"unknown.yaml:2: max_subscription: no such option (did you mean max_subscriptions?)"},
+		{"bad value", []string{"--config", write("value.yaml", "namespaces:\n  chat:\n    history_ttl: soon\n")}, hub.NamespaceOptions{}, nil,
+			`value.yaml:3: namespaces.chat.history_ttl: "soon": want a duration`},
+		{"syntax error line", []string{"--config", write("syntax.yaml", "addr: :1\nnamespaces: {chat: [\n")}, hub.NamespaceOptions{}, nil, "syntax.yaml: line 2"},
 		{"bad name", []string{"--config", write("bad.yaml", "namespaces:\n  \"a b\": {history_size: 5}\n")}, hub.NamespaceOptions{}, nil, "not a valid namespace name"},
 		{"missing file", []string{"--config", dir + "/nope.yaml"}, hub.NamespaceOptions{}, nil, "no such file"},
-		{"empty file", []string{"--config", write("empty.yaml", "")}, hub.NamespaceOptions{}, map[string]hub.NamespaceOptions{}, ""},
+		{"empty file", []string{"--config", write("empty.yaml", "")}, hub.NamespaceOptions{}, nil, "the file is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o, err := parse(tc.args, func(string) string { return "" }, &bytes.Buffer{})
-			if err != nil {
-				t.Fatal(err)
+			s, err := parse(tc.args, func(string) string { return "" }, &bytes.Buffer{})
+			if err == nil {
+				// A bad namespace name is the hub's to refuse.
+				_, err = hub.New(hub.Config{Broker: memory.New(memory.Config{}), Default: s.srv.Hub.Default, Namespaces: s.srv.Hub.Namespaces})
 			}
-			def, ns, err := o.namespaces()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -183,7 +244,7 @@ func TestNamespacesFromFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if def != tc.wantDef || !maps.Equal(ns, tc.wantNS) {
+			if def, ns := s.srv.Hub.Default, s.srv.Hub.Namespaces; def != tc.wantDef || !maps.Equal(ns, tc.wantNS) {
 				t.Errorf("got %+v %+v, want %+v %+v", def, ns, tc.wantDef, tc.wantNS)
 			}
 		})

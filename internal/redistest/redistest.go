@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -131,13 +130,13 @@ func (s *Server) Kill() {
 
 // Pause stops the server's process (SIGSTOP) without closing its
 // connections, as a network partition would: clients time out rather than
-// see a closed connection. Resume undoes it.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+// see a closed connection. Resume undoes it. Both are for Unix only.
+func (s *Server) Pause() { s.signal(sigStop) }
 
 // Resume continues a paused server (SIGCONT).
-func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() { s.signal(sigCont) }
 
-func (s *Server) signal(sig syscall.Signal) {
+func (s *Server) signal(sig os.Signal) {
 	s.tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()

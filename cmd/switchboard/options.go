@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/raw"
+	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
+)
+
+// settings is everything the options set: the server's configuration and
+// the binary's own.
+type settings struct {
+	srv             server.Config
+	addr            string
+	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        string
+	redisURL        string
+	configFile      string
+	debugAddr       string
+}
+
+// option is one setting of the binary, declared once: its flag
+// (--max-message-bytes), environment variable (SWITCHBOARD_MAX_MESSAGE_BYTES),
+// key in the configuration file (max_message_bytes), type, default and
+// help all come from here. Its value is bound to the field it sets and
+// holds the default from the start.
+type option struct {
+	name   string
+	env    string // default: SWITCHBOARD_ and the name in capitals
+	help   string
+	value  value
+	def    string // the default as --help and README show it
+	secret bool   // never printed
+}
+
+// value is an option's typed value: flag.Value, and a name for its type.
+type value interface {
+	Set(string) error
+	String() string
+	Type() string
+}
+
+// envName is the option's environment variable.
+func (o *option) envName() string {
+	if o.env != "" {
+		return o.env
+	}
+	return "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
+}
+
+// key is the option's key in the configuration file.
+func (o *option) key() string { return strings.ReplaceAll(o.name, "-", "_") }
+
+// declare returns every option of the binary, bound to s and holding its
+// default. It is the one place an option is written.
+func declare(s *settings) []*option {
+	h := &s.srv.Hub
+	return []*option{
+		stringOpt(&s.addr, "addr", ":8080", "address to listen on (host:port)"),
+		listOpt(&s.srv.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed to connect and to call the API (* for all, https://*.example.com for subdomains); empty allows same-origin, loopback and file pages only: set it in production"),
+		secretOpt(stringOpt(&s.srv.APIKey, "api-key", "", "API key required as a bearer token on /api/*; empty leaves the API open (local development only)")),
+		stringOpt(&s.srv.RawChannel, "raw-channel", raw.DefaultChannel, "channel of raw connections on /"),
+		intOpt(&s.srv.MaxMessageBytes, "max-message-bytes", transport.DefaultMaxMessageBytes, "largest message a client may send, in bytes; larger closes with 1009"),
+		intOpt(&h.MaxSubscriptions, "max-subscriptions", hub.DefaultMaxSubscriptions, "most channels one connection may subscribe to (limit_exceeded beyond)"),
+		intOpt(&h.SendQueueBytes, "send-queue-bytes", hub.DefaultSendQueueBytes, "bytes queued for one connection before it is closed as a slow consumer (4008)"),
+		durationOpt(&h.PingInterval, "ping-interval", hub.DefaultPingInterval, "interval between server pings; a connection silent for two intervals is closed"),
+		durationOpt(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "the longest a graceful shutdown takes"),
+		withEnv(secretOpt(stringOpt(&s.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")), "SWITCHBOARD_REDIS_URL"),
+		intOpt(&h.Default.HistorySize, "history-size", 0, "messages kept per channel of the default namespace, for recovery after reconnects; 0 keeps none"),
+		durationOpt(&h.Default.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long a channel's history lives after its last message"),
+		boolOpt(&h.Default.Presence, "presence", "keep who is in each channel of the default namespace, across instances"),
+		boolOpt(&h.Default.JoinLeave, "join-leave", "send join and leave events to the default namespace's subscribers"),
+		durationOpt(&h.PresenceTTL, "presence-ttl", hub.DefaultPresenceTTL, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)"),
+		stringOpt(&s.configFile, "config", "", "YAML file with any of these options (by their key: max_subscriptions: 256) and per-namespace options under namespaces:; see below"),
+		floatOpt(&h.ClientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit"),
+		durationOpt(&h.WriteDelay, "write-delay", 0, "shortest time between two writes to one connection, so that frames for a busy connection go out together in one system call; 0 writes at once"),
+		durationOpt(&h.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "longest a broker call made for one request may take before the request fails with unavailable"),
+		durationOpt(&h.UnsubscribeDelay, "unsubscribe-delay", hub.DefaultUnsubscribeDelay, "how long an instance stays subscribed to a channel's broker messages after its last client left"),
+		durationOpt(&h.CloseGrace, "close-grace", hub.DefaultCloseGrace, "how long a connection the server closes may take to read its close frame before its socket is cut"),
+		durationOpt(&s.srv.WriteTimeout, "write-timeout", transport.DefaultWriteTimeout, "longest a write to a connection whose socket is full may wait"),
+		durationOpt(&s.srv.HTTP.ReadHeaderTimeout, "http-header-timeout", server.DefaultReadHeaderTimeout, "longest time a client may take to send a request's headers (the WebSocket handshake's too)"),
+		durationOpt(&s.srv.HTTP.ReadTimeout, "http-read-timeout", server.DefaultReadTimeout, "longest time a client may take to send a whole HTTP request, body included"),
+		durationOpt(&s.srv.HTTP.IdleTimeout, "http-idle-timeout", server.DefaultIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request"),
+		intOpt(&s.srv.HTTP.MaxHeaderBytes, "http-max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers a client may send, in bytes"),
+		stringOpt(&s.debugAddr, "debug-addr", "", "address of a separate listener serving Go's profiler at /debug/pprof/; keep it private; empty serves none"),
+		withDefault(stringOpt(&h.NodeID, "node-id", "", "this node's id in welcome frames and client ids"), "random"),
+		stringOpt(&s.logFormat, "log-format", "text", "log format: text or json"),
+		stringOpt(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error"),
+	}
+}
+
+func withEnv(o *option, env string) *option     { o.env = env; return o }
+func secretOpt(o *option) *option               { o.secret = true; return o }
+func withDefault(o *option, def string) *option { o.def = def; return o }
+
+// typed is an option value of type T bound to a field.
+type typed[T any] struct {
+	p      *T
+	typ    string
+	parse  func(string) (T, error)
+	format func(T) string
+}
+
+func (v *typed[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *typed[T]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.format(*v.p)
+}
+
+func (v *typed[T]) Type() string { return v.typ }
+
+// newOption binds a typed value to p, sets p to def and declares the
+// option.
+func newOption[T any](p *T, name string, def T, help, typ string, parse func(string) (T, error), format func(T) string) *option {
+	*p = def
+	o := &option{name: name, help: help, value: &typed[T]{p: p, typ: typ, parse: parse, format: format}}
+	if o.def = format(def); o.def == "" {
+		o.def = "empty"
+	}
+	return o
+}
+
+func stringOpt(p *string, name, def, help string) *option {
+	return newOption(p, name, def, help, "string", func(s string) (string, error) { return s, nil }, func(s string) string { return s })
+}
+
+func intOpt(p *int, name string, def int, help string) *option {
+	return newOption(p, name, def, help, "int", func(s string) (int, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("want a whole number, like %d", max(def, 100))
+		}
+		return n, nil
+	}, strconv.Itoa)
+}
+
+func floatOpt(p *float64, name string, def float64, help string) *option {
+	return newOption(p, name, def, help, "number", func(s string) (float64, error) {
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return 0, fmt.Errorf("want a number, like 100 or 0.5")
+		}
+		return f, nil
+	}, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) })
+}
+
+func durationOpt(p *time.Duration, name string, def time.Duration, help string) *option {
+	return newOption(p, name, def, help, "duration", func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("want a duration with a unit, like 5s, 250ms or 1m30s")
+		}
+		return d, nil
+	}, shortDuration)
+}
+
+// shortDuration writes d without its zero parts: 24h, not 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func boolOpt(p *bool, name, help string) *option {
+	o := newOption(p, name, false, help, "bool", func(s string) (bool, error) {
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return false, fmt.Errorf("want true or false")
+		}
+		return b, nil
+	}, strconv.FormatBool)
+	return o
+}
+
+// listOpt is a comma-separated list of strings.
+func listOpt(p *[]string, name, help string) *option {
+	*p = nil
+	return &option{name: name, help: help, def: "empty", value: &typed[[]string]{p: p, typ: "list", parse: func(s string) ([]string, error) {
+		var out []string
+		for part := range strings.SplitSeq(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+		return out, nil
+	}, format: func(l []string) string { return strings.Join(l, ",") }}}
+}
+
+// IsBoolFlag lets a bool option be given as --presence, without a value.
+func (v *typed[T]) IsBoolFlag() bool { return v.typ == "bool" }
