@@ -94,7 +94,11 @@ func connectSubscriber(t *testing.T, ctx context.Context, base string, isNative 
 
 // checkSameOrder asserts that every subscriber of each channel received
 // exactly want[channel] (as a set) once each, and all in the same order.
-func checkDelivery(t *testing.T, subs []*subscriber, want map[string]map[string]bool) {
+//
+// Once every subscriber has them, a barrier message is published to each
+// channel through publishURL's HTTP API and awaited: a duplicate of an
+// earlier message would have arrived before it.
+func checkDelivery(t *testing.T, publishURL string, subs []*subscriber, want map[string]map[string]bool) {
 	t.Helper()
 	total := 0
 	for _, s := range subs {
@@ -120,10 +124,10 @@ func checkDelivery(t *testing.T, subs []*subscriber, want map[string]map[string]
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // a duplicate would arrive now
+	barrier(t, publishURL, subs)
 	order := map[string][]string{}
 	for _, s := range subs {
-		got := s.received()
+		got := withoutBarrier(s.received())
 		seen := map[string]bool{}
 		for _, id := range got {
 			if seen[id] {
@@ -143,6 +147,43 @@ func checkDelivery(t *testing.T, subs []*subscriber, want map[string]map[string]
 			t.Fatalf("two subscribers of %s saw different orders:\n%v\n%v", s.channel, ref, got)
 		}
 	}
+}
+
+// barrierID is the id of the barrier message (barrier).
+const barrierID = "barrier:0"
+
+// barrier publishes a barrier message to every channel of subs through the
+// HTTP API at publishURL and waits until every subscriber has it. Messages
+// of one channel arrive in one order, so whatever was published before,
+// duplicates included, has arrived by then: the check that follows needs
+// no sleep to be sure nothing more comes.
+func barrier(t *testing.T, publishURL string, subs []*subscriber) {
+	t.Helper()
+	done := map[string]bool{}
+	for _, s := range subs {
+		if done[s.channel] {
+			continue
+		}
+		done[s.channel] = true
+		code, body, err := httpPost(publishURL+"/api/publish", fmt.Sprintf(`{"channel":%q,"data":{"src":"barrier","n":0}}`, s.channel))
+		if err != nil || code != 200 {
+			t.Fatalf("barrier publish to %s: %d %s %v", s.channel, code, body, err)
+		}
+	}
+	for _, s := range subs {
+		waitFor(t, 30*time.Second, func() bool { return contains(s.received(), barrierID) }, "the barrier message on "+s.channel)
+	}
+}
+
+// withoutBarrier returns ids without the barrier message.
+func withoutBarrier(ids []string) []string {
+	out := ids[:0:0]
+	for _, id := range ids {
+		if id != barrierID {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // TestClusterDelivery: one Redis, three instances, 300 clients of both
@@ -238,7 +279,7 @@ func TestClusterDelivery(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	checkDelivery(t, subs, want)
+	checkDelivery(t, insts[0].url(""), subs, want)
 }
 
 // TestClusterThroughNginx: clients connect only to nginx, which balances
@@ -276,7 +317,7 @@ func TestClusterThroughNginx(t *testing.T) {
 		}
 		want["lobby"][fmt.Sprintf("api:%d", n)] = true
 	}
-	checkDelivery(t, subs, want)
+	checkDelivery(t, "http://"+proxy, subs, want)
 }
 
 // metric reads one value from an instance's /metrics.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-rt/switchboard/internal/wait"
 )
 
 // binary is the switchboard binary built once by TestMain.
@@ -162,16 +164,15 @@ func (in *instance) kill() {
 func (in *instance) url(path string) string { return "http://" + in.addr + path }
 func (in *instance) ws(path string) string  { return "ws://" + in.addr + path }
 
-// waitFor polls cond every 10ms until it holds or total passes.
+// waitFor waits until cond holds, failing after total.
 func waitFor(t testing.TB, total time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", total, what)
+	wait.For(t, total, func() error {
+		if !cond() {
+			return fmt.Errorf("timed out after %v waiting for %s", total, what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // wsClient is a real WebSocket client of either dialect.

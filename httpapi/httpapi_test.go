@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -99,14 +101,45 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+// Every figure the node has is exported, once, with its help and type,
+// and the values are the live ones.
 func TestMetrics(t *testing.T) {
-	t.Parallel()
 	h := newHandler(t, "")
+	h.cfg.Metrics = []func() []hub.Metric{func() []hub.Metric {
+		return []hub.Metric{{Name: "switchboard_extra_total", Kind: "counter", Help: "A part's own figure.", Value: 7}}
+	}}
+	if _, err := h.cfg.Hub.Publish(context.Background(), "h:x", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	for _, want := range []string{"# TYPE switchboard_connections gauge", "switchboard_ready 1", "switchboard_slow_consumers_total 0"} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("metrics lack %q", want)
+	text := rec.Body.String()
+	all := h.Metrics()
+	names := map[string]bool{}
+	valid := regexp.MustCompile(`^switchboard_[a-z_]+$`)
+	for _, m := range all {
+		if names[m.Name] {
+			t.Errorf("%s is exported twice", m.Name)
+		}
+		names[m.Name] = true
+		if !valid.MatchString(m.Name) || m.Help == "" || (m.Kind != "counter" && m.Kind != "gauge") {
+			t.Errorf("bad metric %+v", m)
+		}
+		if m.Kind == "counter" && !strings.HasSuffix(m.Name, "_total") {
+			t.Errorf("counter %s does not end in _total", m.Name)
+		}
+		for _, want := range []string{"# HELP " + m.Name + " " + m.Help + "\n", "# TYPE " + m.Name + " " + m.Kind + "\n", "\n" + m.Name + " "} {
+			if !strings.Contains(text, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
+	}
+	if fields, rows := reflect.TypeFor[hub.Stats]().NumField(), len(h.cfg.Hub.Metrics()); fields != rows {
+		t.Errorf("hub.Stats has %d figures and the hub exports %d: one is not exported", fields, rows)
+	}
+	for _, want := range []string{"switchboard_ready 1\n", "switchboard_messages_published_total 1\n", "switchboard_extra_total 7\n", "switchboard_slow_consumers_total 0\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, text)
 		}
 	}
 }

@@ -62,7 +62,9 @@ type Authorizer interface {
 type AuthorizerFunc func(id *Identity, a Action, channel string) error
 
 // Authorize calls f.
-func (f AuthorizerFunc) Authorize(id *Identity, a Action, channel string) error { return f(id, a, channel) }
+func (f AuthorizerFunc) Authorize(id *Identity, a Action, channel string) error {
+	return f(id, a, channel)
+}
 
 // namespaceRules is the default Authorizer: the namespace options decide
 // (a read-only namespace takes no client publishes).

@@ -4,11 +4,14 @@
 //
 // # The path of a message
 //
-// A client's frame reaches the hub through Client.HandleFrame, called by the
-// connection's reader. A publish goes to the Broker; the broker hands every
-// message of a subscribed channel back to Hub.HandleMessage, which encodes the
-// WebSocket frame once per dialect and appends the same immutable bytes to
-// each subscriber's send queue. A writer takes everything queued for a
+// A client's message reaches the hub through Client.HandleText (or
+// HandleBinary), called by the connection's reader, which hands it to the
+// client's Dialect (the native and raw dialects are packages of their own).
+// The dialect acts with the client's verbs (Subscribe, Publish...), each
+// checked by the Config.Authorizer. A publish goes to the Broker; the broker
+// hands every message of a subscribed channel back to Hub.HandleMessage,
+// which encodes the WebSocket frame once per dialect and appends the same
+// immutable bytes to each subscriber's send queue. A writer takes everything queued for a
 // connection and hands it to the Transport in one call (one writev); an idle
 // connection has no writer goroutine of its own.
 //
@@ -34,7 +37,9 @@
 //
 // The hub subscribes the broker to a channel when its first local client
 // joins, and unsubscribes Config.UnsubscribeDelay after the last one leaves
-// (a client that comes back in between costs nothing).
+// (a client that comes back in between costs nothing). Releases wait in one
+// queue served by one goroutine, with a broker call per stripe of due
+// channels (release.go), never a timer per channel.
 //
 // # Locks and goroutines
 //
@@ -48,7 +53,8 @@
 // stripe lock during a subscribe.
 //
 // The hub owns its goroutines from Start to Shutdown: the pinger, the
-// presence loop, the writer pool, and the gap fillers (Hub.bg). A client's
+// presence loop, the releaser, the writer pool, and the gap fillers
+// (Hub.bg). A client's
 // own blocking writer is counted by the client and waited for in Finish.
 // The writer pool's timer (for the write delay) runs its callback on a
 // goroutine of the runtime's and is stopped at Shutdown. The reader belongs
@@ -56,6 +62,7 @@
 // goroutine (an idle connection parks without one), never two at a time.
 //
 // All exported methods of Hub are safe for concurrent use. A Client's
-// HandleFrame and Finish must be called by its reader only, one call at a
-// time.
+// HandleText, HandleBinary, Finish and the verbs a dialect calls from them
+// must be called by its reader only, one call at a time; Send and Close are
+// safe from anywhere.
 package hub

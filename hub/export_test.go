@@ -22,3 +22,12 @@ func (h *Hub) ClientOn(t Transport) *Client {
 	}
 	return nil
 }
+
+// Held reports whether c waits in the writer pool for its due time (the
+// write delay).
+func (c *Client) Held() bool {
+	p := &c.hub.writers
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return c.dueIndex >= 0
+}

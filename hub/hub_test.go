@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -17,6 +20,7 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 	"github.com/switchboard-rt/switchboard/native"
 	"github.com/switchboard-rt/switchboard/raw"
 	"github.com/switchboard-rt/switchboard/wsframe"
@@ -49,6 +53,9 @@ type fakeTransport struct {
 	writes int
 	closed bool
 	seen   chan struct{} // signalled after each write
+	// onClose, when set, runs (on a goroutine of its own) when the
+	// transport is closed, as a reader that sees its socket end.
+	onClose func()
 }
 
 func newFake() *fakeTransport { return &fakeTransport{seen: make(chan struct{}, 1)} }
@@ -76,6 +83,9 @@ func (t *fakeTransport) Close() error {
 	defer t.mu.Unlock()
 	if !t.closed && t.gate != nil {
 		close(t.gate)
+	}
+	if !t.closed && t.onClose != nil {
+		go t.onClose()
 	}
 	t.closed = true
 	return nil
@@ -120,20 +130,14 @@ func (t *fakeTransport) received(tb testing.TB) []frame {
 // waitFrames polls until n frames were written.
 func (t *fakeTransport) waitFrames(tb testing.TB, n int) []frame {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		fs := t.received(tb)
-		if len(fs) >= n {
-			return fs
+	var fs []frame
+	wait.For(tb, 5*time.Second, func() error {
+		if fs = t.received(tb); len(fs) < n {
+			return fmt.Errorf("got %d frames, want %d: %q", len(fs), n, fs)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("got %d frames, want %d: %q", len(fs), n, fs)
-		}
-		select {
-		case <-t.seen:
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+		return nil
+	})
+	return fs
 }
 
 // countingBroker counts the broker subscriptions the hub makes.
@@ -363,14 +367,12 @@ func TestSlowConsumer(t *testing.T) {
 	stuck.gate <- struct{}{}
 	stuck.gate <- struct{}{}
 	var fs []frame
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		fs = stuck.received(t)
-		if len(fs) > 0 && fs[len(fs)-1].op == wsframe.OpClose || time.Now().After(deadline) {
-			break
+	wait.For(t, 5*time.Second, func() error {
+		if fs = stuck.received(t); len(fs) == 0 || fs[len(fs)-1].op != wsframe.OpClose {
+			return fmt.Errorf("the slow client got %q, and no close frame last", fs)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	last := fs[len(fs)-1]
 	if last.op != wsframe.OpClose || binary.BigEndian.Uint16(last.payload) != 4008 {
 		t.Fatalf("last frame to the slow client: op %x %q, want close 4008", last.op, last.payload)
@@ -452,13 +454,12 @@ func TestBrokerSubscriptionPerChannel(t *testing.T) {
 	for _, c := range clients {
 		c.HandleText([]byte(`{"id":2,"op":"unsubscribe","channel":"shared"}`))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.unsubs.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("broker never unsubscribed")
+	wait.For(t, 5*time.Second, func() error {
+		if n := b.unsubs.Load(); n != 1 {
+			return fmt.Errorf("broker unsubscriptions = %d, want 1", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := h.Channels(); len(got) != 0 {
 		t.Errorf("channels after release: %v", got)
 	}
@@ -493,19 +494,7 @@ func TestShutdownClosesClients(t *testing.T) {
 		c.Attach(ft)
 		conns = append(conns, conn{c, ft, d})
 		// Each client's reader ends when its socket closes.
-		go func() {
-			deadline := time.Now().Add(5 * time.Second)
-			for time.Now().Before(deadline) {
-				ft.mu.Lock()
-				closed := ft.closed
-				ft.mu.Unlock()
-				if closed {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			c.Finish()
-		}()
+		ft.onClose = c.Finish
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -636,31 +625,40 @@ func TestWriteDelay(t *testing.T) {
 
 // TestClientRate checks the token bucket: a burst passes, the rest of a
 // flood gets rate_limited, and the bucket refills.
+// The rate limiter refuses what goes over the rate and lets through what
+// the bucket refills; it runs in a synctest bubble, so that the refill is
+// exact and the test takes no time.
 func TestClientRate(t *testing.T) {
-	h, _ := newHub(t, hub.Config{ClientRate: 50, ClientBurst: 5})
-	c, ft := connect(t, h)
-	for i := range 8 {
-		c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"ping"}`, i+1))
-	}
-	fs := ft.waitFrames(t, 9)
-	for i, f := range fs[1:] {
-		var m struct {
-			OK    bool
-			Error struct{ Code string }
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := newHub(t, hub.Config{ClientRate: 50, ClientBurst: 5})
+		c, ft := connect(t, h)
+		for i := range 8 {
+			c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"ping"}`, i+1))
 		}
-		_ = json.Unmarshal(f.payload, &m)
-		if i < 5 && !m.OK || i >= 5 && m.Error.Code != "rate_limited" {
-			t.Errorf("request %d: %s", i+1, f.payload)
+		fs := ft.waitFrames(t, 9)
+		for i, f := range fs[1:] {
+			var m struct {
+				OK    bool
+				Error struct{ Code string }
+			}
+			_ = json.Unmarshal(f.payload, &m)
+			if i < 5 && !m.OK || i >= 5 && m.Error.Code != "rate_limited" {
+				t.Errorf("request %d: %s", i+1, f.payload)
+			}
 		}
-	}
-	time.Sleep(100 * time.Millisecond) // 50/s refills 5 tokens
-	c.HandleText([]byte(`{"id":20,"op":"ping"}`))
-	if got := string(ft.waitFrames(t, 10)[9].payload); got != `{"id":20,"ok":true}` {
-		t.Errorf("after the refill: %s", got)
-	}
-	if n := h.Stats().RateLimited; n != 3 {
-		t.Errorf("rate limited = %d, want 3", n)
-	}
+		c.HandleText([]byte(`{"id":19,"op":"ping"}`))
+		if got := string(ft.waitFrames(t, 10)[9].payload); !strings.Contains(got, "rate_limited") {
+			t.Errorf("before any refill: %s", got)
+		}
+		time.Sleep(20 * time.Millisecond) // 50/s refills one token
+		c.HandleText([]byte(`{"id":20,"op":"ping"}`))
+		if got := string(ft.waitFrames(t, 11)[10].payload); got != `{"id":20,"ok":true}` {
+			t.Errorf("after the refill: %s", got)
+		}
+		if n := h.Stats().RateLimited; n != 4 {
+			t.Errorf("rate limited = %d, want 4", n)
+		}
+	})
 }
 
 // TestWriteDelayIsAnInterval checks what the write delay promises beyond
@@ -686,7 +684,14 @@ func TestWriteDelayIsAnInterval(t *testing.T) {
 	if _, err := h.Publish(context.Background(), "c", []byte(`"held"`)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The barrier: the message is queued and its write waits for its due
+	// time; nothing else can write it before then.
+	wait.For(t, 5*time.Second, func() error {
+		if !c.Held() {
+			return errors.New("the client does not wait for its due time")
+		}
+		return nil
+	})
 	if n := len(pt.received(t)); n != 1 {
 		t.Fatalf("%d frames written within the delay after a write, want 1 (the welcome)", n)
 	}

@@ -3,10 +3,12 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 )
 
 func TestPresenceAndJoinLeave(t *testing.T) {
@@ -34,18 +36,17 @@ func TestPresenceAndJoinLeave(t *testing.T) {
 	}
 	var got []frame
 	// The reply is the frame with id 2 (join events may come around it).
-	deadline := time.Now().Add(5 * time.Second)
-	for pr.Clients == nil && time.Now().Before(deadline) {
+	wait.For(t, 5*time.Second, func() error {
 		got = fb.received(t)
 		for _, f := range got {
 			var m map[string]any
 			_ = json.Unmarshal(f.payload, &m)
 			if m["id"] == 2.0 {
-				_ = json.Unmarshal(f.payload, &pr)
+				return json.Unmarshal(f.payload, &pr)
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("no presence reply in %q", got)
+	})
 	if !pr.OK || len(pr.Clients) != 2 {
 		t.Fatalf("presence reply: %+v (%q)", pr, got)
 	}

@@ -19,25 +19,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 	"github.com/switchboard-rt/switchboard/server"
 )
-
-// checkFor calls fn until it returns nil, failing with its last error
-// after total.
-func checkFor(t testing.TB, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // metric returns the value of one of the node's metrics.
 func metric(n *node, name string) float64 {
@@ -62,7 +46,7 @@ func TestRawCannotPublishToReadOnly(t *testing.T) {
 	raw.send("from a raw client")
 	// The barrier: the API's publish comes after the raw frame was
 	// handled, so it is the first message the reader may see.
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if got := metric(n, "switchboard_raw_publish_dropped_total"); got != 1 {
 			return fmt.Errorf("raw frames dropped: %v, want 1", got)
 		}
@@ -262,7 +246,7 @@ func TestHandlerPanicIsLoggedAsError(t *testing.T) {
 	if resp, err := http.Get(n.url("/boom")); err == nil {
 		resp.Body.Close()
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if s := logs.String(); !strings.Contains(s, "level=ERROR") || !strings.Contains(s, "page bug") {
 			return fmt.Errorf("logs: %q, want an error with the panic", s)
 		}
@@ -346,7 +330,7 @@ func TestMassDisconnectReleasesEverything(t *testing.T) {
 		conns[i] = nil
 	}
 	peak := 0
-	checkFor(t, time.Minute, func() error {
+	wait.For(t, time.Minute, func() error {
 		peak = max(peak, runtime.NumGoroutine())
 		if got := n.srv.Hub().Stats().BrokerChannels; got != 0 {
 			return fmt.Errorf("%d broker channels still subscribed", got)

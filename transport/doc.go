@@ -1,13 +1,14 @@
 // Package transport carries hub clients over WebSocket connections: the
-// upgrade (with its origin check), the read loop that turns frames into
-// hub.Client.HandleFrame calls, and the hub.Transport that writes a batch of
-// queued frames in one writev.
+// upgrade (with its origin check) into a connection of a Dialect, the read
+// loop whose frame assembler turns frames into messages for
+// hub.Client.HandleText and HandleBinary, and the hub.Transport that writes a
+// batch of queued frames in one writev.
 //
 // Framing uses github.com/gobwas/ws at its lowest level (headers and
 // masking), so the server owns its buffers and its write path: server frames
 // are encoded once by the hub and written as they are to every subscriber.
 //
-// After the upgrade, ServeNative and ServeRaw read what the client already
+// After the upgrade, Serve reads what the client already
 // sent, then park the connection in the server's epoll set and return: an
 // idle connection holds no goroutine, no stack and no buffer, only its
 // session (a few hundred bytes) and the hub client. A readable socket gets a

@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 	"github.com/switchboard-rt/switchboard/native"
 	"github.com/switchboard-rt/switchboard/raw"
 	"github.com/switchboard-rt/switchboard/transport"
@@ -97,13 +99,12 @@ func feedReadLoop(t *testing.T, h *hub.Hub, s *transport.Server, input []byte, i
 		client.Close()
 	}()
 	s.ServeConn(c, server)
-	deadline := time.Now().Add(5 * time.Second)
-	for h.Stats().Connections != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the connection was not finished after its client hung up")
+	wait.For(t, 5*time.Second, func() error {
+		if h.Stats().Connections != 0 {
+			return errors.New("the connection was not finished after its client hung up")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	if s.Panics() != panics {
 		t.Fatal("reading the connection panicked")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 )
 
 // handshake is a client's upgrade request for path, to be written by hand
@@ -79,29 +80,12 @@ func (n *testNode) waitParked(t *testing.T, want int) {
 	if runtime.GOOS != "linux" {
 		return
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if got := n.ws.Parked(); got < want {
 			return fmt.Errorf("%d sessions parked, want %d", got, want)
 		}
 		return nil
 	})
-}
-
-// checkFor calls fn until it returns nil, failing with its last error
-// after total.
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A continuation announcing 2^63-1 bytes once crashed the process (the
@@ -178,7 +162,7 @@ func TestInlineAttemptsLeakNothing(t *testing.T) {
 		}
 		conn.Close()
 	}
-	checkFor(t, 10*time.Second, func() error {
+	wait.For(t, 10*time.Second, func() error {
 		nowFDs, nowG, conns := openFiles(t), runtime.NumGoroutine(), n.hub.Stats().Connections
 		if nowFDs > fds+5 || nowG > goroutines+5 || conns != clients {
 			return fmt.Errorf("after 1000 attempts: %d descriptors (was %d), %d goroutines (was %d), %d clients (was %d)",
@@ -207,7 +191,7 @@ func TestAnnouncedFramesPinNoMemory(t *testing.T) {
 	for i := range clients {
 		clients[i] = n.rawDial(t, append(handshake("/raw/announce"), header...))
 	}
-	checkFor(t, 5*time.Second, func() error {
+	wait.For(t, 5*time.Second, func() error {
 		if got := n.hub.Stats().Connections; got != conns {
 			return fmt.Errorf("%d clients, want %d", got, conns)
 		}

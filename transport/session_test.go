@@ -253,6 +253,13 @@ func TestShutdownFinishesParkedConnections(t *testing.T) {
 	if err := n.hub.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown with parked connections: %v", err)
 	}
+	// The transport's own goroutine, the poller's, ends with them.
+	if err := n.ws.Shutdown(ctx); err != nil {
+		t.Fatalf("transport shutdown: %v", err)
+	}
+	if p := n.ws.Parked(); p != 0 {
+		t.Fatalf("%d sessions still parked after shutdown", p)
+	}
 	for i, c := range clients {
 		op, p := c.next()
 		if op != ws.OpClose || len(p) < 2 {

@@ -28,6 +28,13 @@ type Factory struct {
 	// backend, so that the suite can test what several nodes share.
 	Shared bool
 
+	// History and Presence declare what the brokers can do: keep history
+	// (broker.Historian), and presence with channel counts
+	// (broker.Presencer, broker.NodeCounter). The suite fails when a broker
+	// lacks what its factory declares; the tests of what it neither
+	// declares nor implements are skipped.
+	History, Presence bool
+
 	// Timeout bounds every wait of the suite for a delivery. Zero means
 	// 5 seconds.
 	Timeout time.Duration
@@ -84,6 +91,12 @@ func Run(t *testing.T, f Factory) {
 	cancel()
 	if err != nil && !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Close of a broker never started: %v", err)
+	}
+	if f.History && !historian {
+		t.Fatalf("brokertest: the factory declares History, but %T does not implement broker.Historian", probe)
+	}
+	if f.Presence && !(presencer && counter) {
+		t.Fatalf("brokertest: the factory declares Presence, but %T does not implement broker.Presencer and broker.NodeCounter", probe)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,8 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T) broker.Broker {
 			return New(Config{JanitorInterval: 10 * time.Millisecond})
 		},
+		History:  true,
+		Presence: true,
 	})
 }
 

@@ -20,9 +20,6 @@ var (
 // Presence keys of a channel: a hash client -> {"u":user,"n":node} and a
 // sorted set client -> expiry (Redis time, ms). Both keys also expire as a
 // whole when no node refreshes them.
-func (b *Broker) presenceKey(ch string) string       { return b.cfg.Prefix + ":{" + ch + "}:p" }
-func (b *Broker) presenceExpiryKey(ch string) string { return b.cfg.Prefix + ":{" + ch + "}:pz" }
-func (b *Broker) nodeKey(node string) string         { return b.cfg.Prefix + ":node:" + node }
 
 // setPresenceLua adds or refreshes entries. KEYS: hash, zset. ARGV: ttl in
 // ms, then client and value pairs.
@@ -100,7 +97,7 @@ func (b *Broker) SetPresence(ctx context.Context, channel string, entries []brok
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	keys := []string{b.presenceKey(channel), b.presenceExpiryKey(channel)}
+	keys := []string{b.keys.presence(channel), b.keys.presenceExpiry(channel)}
 	if err := setPresenceScript.Exec(cctx, b.client, keys, args).Error(); err != nil {
 		return b.fail(ctx, "set presence", channel, err)
 	}
@@ -117,7 +114,7 @@ func (b *Broker) RemovePresence(ctx context.Context, channel string, clients ...
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	keys := []string{b.presenceKey(channel), b.presenceExpiryKey(channel)}
+	keys := []string{b.keys.presence(channel), b.keys.presenceExpiry(channel)}
 	if err := removePresenceScript.Exec(cctx, b.client, keys, clients).Error(); err != nil {
 		return b.fail(ctx, "remove presence", channel, err)
 	}
@@ -131,7 +128,7 @@ func (b *Broker) Presence(ctx context.Context, channel string) ([]broker.Presenc
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	keys := []string{b.presenceKey(channel), b.presenceExpiryKey(channel)}
+	keys := []string{b.keys.presence(channel), b.keys.presenceExpiry(channel)}
 	kv, err := presenceScript.Exec(cctx, b.client, keys, nil).AsStrSlice()
 	if err != nil {
 		return nil, b.fail(ctx, "presence", channel, err)
@@ -159,7 +156,7 @@ func (b *Broker) SetNodeChannels(ctx context.Context, node string, counts map[st
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	if err := setNodeScript.Exec(cctx, b.client, []string{b.nodeKey(node)}, args).Error(); err != nil {
+	if err := setNodeScript.Exec(cctx, b.client, []string{b.keys.node(node)}, args).Error(); err != nil {
 		return b.fail(ctx, "set node channels", node, err)
 	}
 	return nil
@@ -175,7 +172,7 @@ func (b *Broker) ClusterChannels(ctx context.Context) (map[string]int, error) {
 	out := make(map[string]int)
 	cursor := uint64(0)
 	for {
-		entry, err := b.client.Do(cctx, b.client.B().Scan().Cursor(cursor).Match(b.nodeKey("*")).Count(100).Build()).AsScanEntry()
+		entry, err := b.client.Do(cctx, b.client.B().Scan().Cursor(cursor).Match(b.keys.nodePattern()).Count(100).Build()).AsScanEntry()
 		if err != nil {
 			return nil, b.fail(ctx, "cluster channels", "", err)
 		}

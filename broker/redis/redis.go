@@ -50,6 +50,18 @@ var (
 	_ broker.Readier   = (*Broker)(nil)
 )
 
+// subscriptions holds the broker's pub/sub subscriptions: it subscribes and
+// unsubscribes for the requests on Broker.reqs, reconnects and subscribes
+// again when its connections break, and reports it (Broker.subErr, the
+// StateHandler). Today's is one connection with SUBSCRIBE (subscriber); a
+// Redis Cluster's, one connection per shard with SSUBSCRIBE, plugs in here.
+type subscriptions interface {
+	// connect opens the connections; Start fails when it fails.
+	connect() error
+	// run serves requests until the broker closes; Broker.wg counts it.
+	run()
+}
+
 // Broker is the Redis broker. Create it with New.
 type Broker struct {
 	cfg  Config
@@ -57,8 +69,7 @@ type Broker struct {
 	log  *slog.Logger
 	addr string // for messages
 
-	// chPrefix starts every pub/sub channel name: Prefix + ":".
-	chPrefix string
+	keys keyspace // every key and pub/sub channel name
 
 	// mu guards the life cycle: started and closed change under it, and
 	// client and handler are set under it by Start, read-only after; the
@@ -133,7 +144,7 @@ func New(cfg Config) (*Broker, error) {
 		opt:           opt,
 		log:           cfg.Logger,
 		addr:          strings.Join(opt.InitAddress, ","),
-		chPrefix:      cfg.Prefix + ":",
+		keys:          newKeyspace(cfg.Prefix),
 		stop:          make(chan struct{}),
 		reqs:          make(chan *subReq),
 		publishScript: rueidis.NewLuaScript(publishLua),
@@ -163,7 +174,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	b.client, b.handler = client, h
 	b.state, _ = h.(broker.StateHandler)
-	s := newSubscriber(b)
+	var s subscriptions = newSubscriber(b)
 	if err := s.connect(); err != nil {
 		client.Close()
 		return fmt.Errorf("redis: open the pub/sub connection to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
@@ -256,12 +267,6 @@ func unavailableReply(err *rueidis.RedisError) bool {
 }
 
 // Keys of a channel (see the package documentation).
-func (b *Broker) pubsubChannel(ch string) string { return b.chPrefix + ch }
-func (b *Broker) streamKey(ch string) string     { return b.cfg.Prefix + ":{" + ch + "}:s" }
-func (b *Broker) metaKey(ch string) string       { return b.cfg.Prefix + ":{" + ch + "}:m" }
-
-// idemKey is the key that remembers one idempotency key of a channel.
-func (b *Broker) idemKey(ch, key string) string { return b.cfg.Prefix + ":{" + ch + "}:i:" + key }
 
 // ttlMillis returns the history time-to-live of opts in milliseconds.
 func ttlMillis(opts broker.PublishOptions) string {
@@ -288,10 +293,10 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		payload := string(encodePlain(data))
 		var err error
 		if opts.IdempotencyKey != "" {
-			err = publishOnceScript.Exec(cctx, b.client, []string{b.idemKey(channel, opts.IdempotencyKey)},
-				[]string{b.pubsubChannel(channel), payload, idemTTL}).Error()
+			err = publishOnceScript.Exec(cctx, b.client, []string{b.keys.idem(channel, opts.IdempotencyKey)},
+				[]string{b.keys.channel(channel), payload, idemTTL}).Error()
 		} else {
-			cmd := b.client.B().Publish().Channel(b.pubsubChannel(channel)).Message(payload).Build()
+			cmd := b.client.B().Publish().Channel(b.keys.channel(channel)).Message(payload).Build()
 			err = b.client.Do(cctx, cmd).Error()
 		}
 		if err != nil {
@@ -299,12 +304,12 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		}
 		return broker.Position{}, nil
 	}
-	keys := []string{b.streamKey(channel), b.metaKey(channel)}
+	keys := []string{b.keys.stream(channel), b.keys.meta(channel)}
 	if opts.IdempotencyKey != "" {
-		keys = append(keys, b.idemKey(channel, opts.IdempotencyKey))
+		keys = append(keys, b.keys.idem(channel, opts.IdempotencyKey))
 	}
 	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.pubsubChannel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL})
+		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)
@@ -350,7 +355,7 @@ func (b *Broker) History(ctx context.Context, channel string, req broker.History
 		create = "1"
 	}
 	res := b.historyScript.Exec(cctx, b.client,
-		[]string{b.streamKey(channel), b.metaKey(channel)},
+		[]string{b.keys.stream(channel), b.keys.meta(channel)},
 		[]string{since, sinceEpoch, strconv.Itoa(max(req.Limit, 0)), create, newEpoch(), ttlMillis(opts)})
 	arr, err := res.ToArray()
 	if err != nil {
@@ -483,7 +488,7 @@ func (b *Broker) request(ctx context.Context, subscribe bool, channels []string)
 // onMessage hands a pub/sub message to the Handler. rueidis calls it from
 // the pub/sub connection's reader, one message at a time, in order.
 func (b *Broker) onMessage(m rueidis.PubSubMessage) {
-	name, ok := strings.CutPrefix(m.Channel, b.chPrefix)
+	name, ok := b.keys.channelOf(m.Channel)
 	if !ok {
 		return
 	}

@@ -59,6 +59,8 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T) broker.Broker {
 			return newBroker(t, srv, Config{})
 		},
-		Shared: true,
+		Shared:   true,
+		History:  true,
+		Presence: true,
 	})
 }

@@ -89,7 +89,7 @@ func (s *subscriber) send(subscribe bool, chs []string) error {
 		n := min(len(chs), s.b.cfg.SubscribeBatch)
 		names := make([]string, n)
 		for i, ch := range chs[:n] {
-			names[i] = s.b.pubsubChannel(ch)
+			names[i] = s.b.keys.channel(ch)
 		}
 		if subscribe {
 			cmds = append(cmds, s.conn.B().Subscribe().Channel(names...).Build())

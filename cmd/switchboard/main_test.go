@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"maps"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/wait"
 )
 
 func TestParse(t *testing.T) {
@@ -166,13 +168,12 @@ func TestRunStopsOnCancel(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--log-level", "error"}, &stdout, &stderr) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stdout.String(), "listening on") {
-		if time.Now().After(deadline) {
-			t.Fatalf("not listening; stderr:\n%s", stderr.String())
+	wait.For(t, 10*time.Second, func() error {
+		if !strings.Contains(stdout.String(), "listening on") {
+			return fmt.Errorf("not listening; stderr:\n%s", stderr.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	select {
 	case code := <-done:

@@ -1,0 +1,44 @@
+package brokers
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/broker/redis"
+)
+
+func TestOpenChoosesByScheme(t *testing.T) {
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"", "memory"},
+		{"memory:", "memory"},
+		{"redis://127.0.0.1:1/0", "redis"},
+		{"rediss://127.0.0.1:1/0", "redis"},
+		{"REDIS://127.0.0.1:1/0", "redis"},
+	} {
+		b, err := Open(tc.url, nil)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", tc.url, err)
+		}
+		switch b.(type) {
+		case *memory.Broker:
+			if tc.want != "memory" {
+				t.Errorf("Open(%q) is a memory broker", tc.url)
+			}
+		case *redis.Broker:
+			if tc.want != "redis" {
+				t.Errorf("Open(%q) is a Redis broker", tc.url)
+			}
+		}
+		if got := Name(tc.url); got != tc.want {
+			t.Errorf("Name(%q) = %q, want %q", tc.url, got, tc.want)
+		}
+		_ = b.Close(context.Background())
+	}
+	if _, err := Open("kafka://x", nil); err == nil || !strings.Contains(err.Error(), `unknown broker "kafka:"`) {
+		t.Errorf("Open(kafka://x): %v", err)
+	}
+}
