@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard-rt/switchboard/protocol"
 )
 
 // Claims are the claims of a verified token that the server uses.
@@ -180,15 +181,4 @@ func Sign(secret []byte, alg string, c Claims) (string, error) {
 // "*", which matches every channel that starts with the prefix: "chat:*"
 // matches "chat:lobby" and "chat:", and "*" matches every channel. A "*"
 // anywhere but at the end of a pattern is an ordinary character.
-func Match(patterns []string, channel string) bool {
-	for _, p := range patterns {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			if strings.HasPrefix(channel, prefix) {
-				return true
-			}
-		} else if p == channel {
-			return true
-		}
-	}
-	return false
-}
+func Match(patterns []string, channel string) bool { return protocol.MatchChannel(patterns, channel) }

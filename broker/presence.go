@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -12,6 +13,9 @@ type PresenceEntry struct {
 	// User is the authenticated user behind the client; empty when the
 	// connection carries none.
 	User string `json:"user,omitempty"`
+	// Info is what the user's token says about them (a JSON object), to
+	// show with them; nil when there is none.
+	Info json.RawMessage `json:"info,omitempty"`
 	// Node is the id of the node the client is connected to.
 	Node string `json:"node"`
 }

@@ -54,6 +54,8 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /api/channels", h.auth(h.channels))
 	h.mux.HandleFunc("GET /api/history", h.auth(h.history))
 	h.mux.HandleFunc("GET /api/presence", h.auth(h.presence))
+	h.mux.HandleFunc("POST /api/disconnect", h.auth(h.disconnect))
+	h.mux.HandleFunc("POST /api/unsubscribe", h.auth(h.unsubscribeUser))
 	h.mux.HandleFunc("/api/", h.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such API request: "+r.Method+" "+r.URL.Path))
 	}))
@@ -264,6 +266,64 @@ func (h *Handler) channels(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Channel < list[j].Channel })
 	writeJSON(w, http.StatusOK, map[string]any{"channels": list})
+}
+
+// userRequest is the body of /api/disconnect and /api/unsubscribe.
+type userRequest struct {
+	User    string `json:"user"`
+	Channel string `json:"channel"`
+}
+
+func decodeUser(w http.ResponseWriter, r *http.Request) (userRequest, bool) {
+	var req userRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err != nil {
+		writeError(w, protocol.Errorf(protocol.CodeTooLarge, "request body too large"))
+		return req, false
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "body must be a JSON object like {\"user\":\"ann\"}"))
+		return req, false
+	}
+	if req.User == "" {
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "user is missing"))
+		return req, false
+	}
+	return req, true
+}
+
+// disconnect closes every connection of a user, on every node, with 4001.
+func (h *Handler) disconnect(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeUser(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	if err := h.cfg.Hub.DisconnectUser(ctx, req.User); err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// unsubscribeUser ends a user's subscriptions to a channel, on every node.
+func (h *Handler) unsubscribeUser(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeUser(w, r)
+	if !ok {
+		return
+	}
+	if perr := protocol.ChannelError(req.Channel); perr != nil {
+		writeError(w, perr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	if err := h.cfg.Hub.UnsubscribeUser(ctx, req.User, req.Channel); err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {

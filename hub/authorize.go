@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -66,12 +67,74 @@ func (f AuthorizerFunc) Authorize(id *Identity, a Action, channel string) error 
 	return f(id, a, channel)
 }
 
-// namespaceRules is the default Authorizer: the namespace options decide
-// (a read-only namespace takes no client publishes).
+// Rule says who may subscribe to, or publish on, the channels of a
+// namespace (NamespaceOptions.Subscribe and Publish).
+type Rule string
+
+// The rules.
+const (
+	// RuleDefault (empty) takes Config.DefaultRule.
+	RuleDefault Rule = ""
+	// RulePublic lets anyone, with a token or without.
+	RulePublic Rule = "public"
+	// RuleAuthenticated lets any client with a valid connection token.
+	RuleAuthenticated Rule = "authenticated"
+	// RuleGranted lets a client whose connection token grants the channel
+	// (its channels or publish patterns), or that gave a subscription
+	// token for it.
+	RuleGranted Rule = "granted"
+	// RuleAPI, for publishing only, lets no client: only the HTTP API (and
+	// the program embedding the node) publishes.
+	RuleAPI Rule = "api"
+)
+
+// ParseRule returns the rule s names; api is a publish rule only.
+func ParseRule(s string, publish bool) (Rule, error) {
+	switch r := Rule(s); r {
+	case RulePublic, RuleAuthenticated, RuleGranted:
+		return r, nil
+	case RuleAPI:
+		if publish {
+			return r, nil
+		}
+	}
+	if publish {
+		return "", fmt.Errorf("hub: %q is not a publish rule: want public, authenticated, granted or api", s)
+	}
+	return "", fmt.Errorf("hub: %q is not a subscribe rule: want public, authenticated or granted", s)
+}
+
+// namespaceRules is the default Authorizer: each namespace's Subscribe and
+// Publish rules decide (Config.DefaultRule where a namespace has none); a
+// read-only namespace's publish rule is api. History and presence follow
+// the subscribe rule.
 type namespaceRules struct{ h *Hub }
 
-func (r namespaceRules) Authorize(_ *Identity, a Action, channel string) error {
-	if a == ActionPublish && r.h.options(channel).ReadOnly {
+func (r namespaceRules) Authorize(id *Identity, a Action, channel string) error {
+	o := r.h.options(channel)
+	rule, patterns, verb := o.Subscribe, id.Channels, "subscribe to"
+	if a == ActionPublish {
+		rule, patterns, verb = o.Publish, id.Publish, "publish to"
+		if o.ReadOnly {
+			rule = RuleAPI
+		}
+	}
+	if rule == RuleDefault {
+		rule = r.h.cfg.DefaultRule
+	}
+	switch rule {
+	case RuleAuthenticated:
+		if id.User == "" {
+			return protocol.Errorf(protocol.CodeUnauthorized, "a valid token is needed to "+verb+" "+channel)
+		}
+	case RuleGranted:
+		if id.User == "" {
+			return protocol.Errorf(protocol.CodeUnauthorized, "a valid token is needed to "+verb+" "+channel)
+		}
+		if !protocol.MatchChannel(patterns, channel) {
+			return protocol.Errorf(protocol.CodeForbidden, "the token does not grant "+a.String()+" on "+channel)
+		}
+	case RuleAPI:
 		return protocol.Errorf(protocol.CodeForbidden, "clients may not publish to "+channel)
 	}
 	return nil

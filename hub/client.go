@@ -2,8 +2,10 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -48,7 +50,13 @@ type Client struct {
 	seq     uint64
 	dialect Dialect
 	di      uint8 // dialect's index in the hub (frameCache)
-	ident   Identity
+	// ident is owned by the reader; user, its User, is also guarded by mu
+	// for the hub's other goroutines (revocation).
+	ident Identity
+	// deadline is when the client is closed with 4001 (unix nanoseconds;
+	// 0: never): its token's expiry, or the end of the time it has to
+	// authenticate. deadlineWhy is the close reason, guarded by mu.
+	deadline atomic.Int64
 
 	// Data is the dialect's state of this connection (a raw client's
 	// channel, say). The dialect's handlers own it.
@@ -69,9 +77,12 @@ type Client struct {
 	closed    bool // no more frames are accepted
 	killer    *time.Timer
 	writer    sync.WaitGroup // counts the flush in progress, if any
-
-	// subs is owned by the reader goroutine.
-	subs map[string]struct{}
+	// subs holds the client's channels; the reader changes it, and
+	// revocation removes from it, both under mu.
+	subs        map[string]struct{}
+	user        string          // ident.User
+	info        json.RawMessage // ident.Info
+	deadlineWhy string
 	// tokens and refilled are the rate limiter's bucket (Config.ClientRate),
 	// refused and refusedAt its count of refused frames; all owned by the
 	// reader goroutine.
@@ -89,7 +100,11 @@ func (h *Hub) NewClient(d Dialect, id Identity) (*Client, error) {
 		return nil, fmt.Errorf("hub: more than %d dialects", maxDialects)
 	}
 	cid, seq := h.newClientID()
-	c := &Client{hub: h, id: cid, seq: seq, dialect: d, di: di, ident: id, dueIndex: -1}
+	c := &Client{hub: h, id: cid, seq: seq, dialect: d, di: di, dueIndex: -1}
+	c.setIdentity(id)
+	if id.User == "" && h.cfg.AuthTimeout > 0 {
+		c.setDeadline(time.Now().Add(h.cfg.AuthTimeout), "no valid token")
+	}
 	if err := h.register(c); err != nil {
 		return nil, err
 	}
@@ -105,13 +120,24 @@ func (c *Client) Dialect() Dialect { return c.dialect }
 // Hub returns the client's hub.
 func (c *Client) Hub() *Hub { return c.hub }
 
-// Identity returns who the client is. The reader may change it
-// (SetIdentity); other goroutines must not read it.
+// Identity returns who the client is. Only the reader may call it (the
+// identity changes with auth and refresh requests).
 func (c *Client) Identity() *Identity { return &c.ident }
 
-// SetIdentity makes the client id from now on (a token given after the
-// connection opened, or refreshed). It must be called from the reader.
-func (c *Client) SetIdentity(id Identity) { c.ident = id }
+// User returns the client's user; empty when anonymous. It is safe from
+// any goroutine.
+func (c *Client) User() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+// who returns the client's user and info, from any goroutine.
+func (c *Client) who() (string, json.RawMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user, c.info
+}
 
 // Attach gives the client its transport and starts writing whatever was
 // queued before it (the welcome frame, or messages of a raw connection's
@@ -363,10 +389,13 @@ func (c *Client) kill() {
 // leaves every channel, lets the writer flush what is queued (at most
 // CloseGrace), closes the socket and unregisters the client.
 func (c *Client) Finish() {
-	for name := range c.subs {
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for name := range subs {
 		c.hub.unsubscribe(c, name, nil)
 	}
-	c.subs = nil
 	c.mu.Lock()
 	c.closed = true
 	c.armKillLocked()

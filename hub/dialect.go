@@ -38,13 +38,16 @@ type Dialect interface {
 	HandleBinary(c *Client, payload []byte)
 }
 
-// Event is a presence event of a channel, as it crosses the broker.
+// Event is what the hub tells clients beside messages: a channel's join
+// and leave events (which cross the broker as this JSON), and the
+// unsubscribed event of a subscription the server ended.
 type Event struct {
-	Op      string          `json:"op"` // "join" or "leave"
+	Op      string          `json:"op"` // "join", "leave" or "unsubscribed"
 	Channel string          `json:"channel"`
-	Client  string          `json:"client"`
+	Client  string          `json:"client,omitempty"`
 	User    string          `json:"user,omitempty"`
 	Info    json.RawMessage `json:"info,omitempty"`
+	Reason  string          `json:"reason,omitempty"` // unsubscribed only
 }
 
 // maxDialects is how many dialects one hub serves; fan-out keeps one

@@ -41,9 +41,19 @@ type Config struct {
 	// Logger receives the hub's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Authorizer decides what each client may do on each channel, on every
-	// request. Default: the namespace options decide (a ReadOnly namespace
-	// takes no client publish).
+	// request. Default: the namespace options' rules decide.
 	Authorizer Authorizer
+	// DefaultRule is the rule of namespaces whose options set none.
+	// Default RulePublic; a node that checks tokens sets
+	// RuleAuthenticated, so that public must be asked for.
+	DefaultRule Rule
+	// Tokens checks the tokens clients present (on connect, in auth and
+	// refresh requests, on subscribe). Nil: the node takes no token, and
+	// every client is anonymous.
+	Tokens Tokens
+	// AuthTimeout is how long a client without a valid token may stay
+	// connected before it is closed with 4001; zero lets it stay.
+	AuthTimeout time.Duration
 	// MaxSubscriptions is how many channels one client may be in.
 	// Default 128.
 	MaxSubscriptions int
@@ -118,6 +128,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PresenceTTL <= 0 {
 		c.PresenceTTL = DefaultPresenceTTL
+	}
+	if c.DefaultRule == RuleDefault {
+		c.DefaultRule = RulePublic
 	}
 }
 
@@ -224,6 +237,9 @@ func New(cfg Config) (*Hub, error) {
 	h.pres, _ = cfg.Broker.(broker.Presencer)
 	h.counter, _ = cfg.Broker.(broker.NodeCounter)
 	h.readier, _ = cfg.Broker.(broker.Readier)
+	if _, err := ParseRule(string(cfg.DefaultRule), false); err != nil {
+		return nil, err
+	}
 	if err := h.SetNamespaces(cfg.Default, cfg.Namespaces); err != nil {
 		return nil, err
 	}
@@ -250,10 +266,14 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.writers.delay = int64(h.cfg.WriteDelay)
 	h.writers.start()
-	h.done.Add(3)
+	if err := h.broker.Subscribe(ctx, controlChannel); err != nil {
+		return fmt.Errorf("hub: subscribe the control channel: %w", err)
+	}
+	h.done.Add(4)
 	go h.pingLoop()
 	go h.presenceLoop()
 	go h.releaseLoop()
+	go h.deadlineLoop()
 	h.started.Store(true)
 	return nil
 }
@@ -304,6 +324,10 @@ func (h *Hub) stripe(ch string) int { return int(maphash.String(h.seed, ch) % nu
 func (h *Hub) HandleMessage(m broker.Message) {
 	if name, ok := eventChannel(m.Channel); ok {
 		h.handleEvent(name, m)
+		return
+	}
+	if m.Channel == controlChannel {
+		h.handleControl(m)
 		return
 	}
 	sh := h.shard(m.Channel)

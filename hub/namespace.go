@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"maps"
 	"strconv"
 	"time"
@@ -19,8 +20,13 @@ type NamespaceOptions struct {
 	// HistoryTTL is how long a channel's history lives after its last
 	// publish. Zero means DefaultHistoryTTL.
 	HistoryTTL time.Duration
-	// ReadOnly forbids clients to publish; the HTTP API still may.
+	// ReadOnly forbids clients to publish; the HTTP API still may. It is
+	// Publish: RuleAPI, kept for the configuration files that say it.
 	ReadOnly bool
+	// Subscribe and Publish are who may subscribe to (and read the
+	// history and presence of) the namespace's channels, and publish on
+	// them; RuleDefault takes Config.DefaultRule.
+	Subscribe, Publish Rule
 	// Presence keeps who is in each channel, across the cluster, for the
 	// presence request and GET /api/presence.
 	Presence bool
@@ -51,12 +57,18 @@ func (h *Hub) SetNamespaces(def NamespaceOptions, named map[string]NamespaceOpti
 	if err := h.needs("default", def); err != nil {
 		return err
 	}
+	if err := checkRules(def); err != nil {
+		return err
+	}
 	for name, o := range named {
 		if protocol.ValidateChannel(name) != nil || protocol.Namespace(name+":x") != name {
 			return &NamespaceError{Name: name}
 		}
 		if err := h.needs(name, o); err != nil {
 			return err
+		}
+		if err := checkRules(o); err != nil {
+			return fmt.Errorf("namespace %q: %w", name, err)
 		}
 	}
 	h.ns.Store(&namespaces{def: def, named: maps.Clone(named)})
@@ -80,4 +92,19 @@ func (h *Hub) options(channel string) NamespaceOptions {
 		}
 	}
 	return ns.def
+}
+
+// checkRules checks that o's rules are rules.
+func checkRules(o NamespaceOptions) error {
+	if o.Subscribe != RuleDefault {
+		if _, err := ParseRule(string(o.Subscribe), false); err != nil {
+			return err
+		}
+	}
+	if o.Publish != RuleDefault {
+		if _, err := ParseRule(string(o.Publish), true); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -38,7 +38,8 @@ type presenceOp struct {
 
 // entry is c's presence entry.
 func (h *Hub) entry(c *Client) broker.PresenceEntry {
-	return broker.PresenceEntry{Client: c.id, User: c.ident.User, Node: h.cfg.NodeID}
+	user, info := c.who()
+	return broker.PresenceEntry{Client: c.id, User: user, Info: info, Node: h.cfg.NodeID}
 }
 
 // joined records c in channel's presence and announces it, as its
@@ -51,7 +52,8 @@ func (h *Hub) joined(ctx context.Context, c *Client, name string, opts Namespace
 		}
 	}
 	if opts.JoinLeave {
-		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: c.ident.User, Info: c.ident.Info})
+		user, info := c.who()
+		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: user, Info: info})
 	}
 }
 
@@ -129,8 +131,8 @@ func (h *Hub) presenceLoop() {
 				}
 			}
 			if op.opts.JoinLeave {
-				c := op.client
-				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: c.id, User: c.ident.User, Info: c.ident.Info})
+				user, info := op.client.who()
+				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: op.client.id, User: user, Info: info})
 			}
 			cancel()
 		case <-t.C:

@@ -28,6 +28,10 @@ type SubscribeOptions struct {
 	// Reply, when not nil, builds the frame that answers the subscribe;
 	// it is queued before any message of the channel.
 	Reply ReplyFunc
+	// Token, when set, is a subscription token: the application's grant
+	// of this one channel to this client's user, which stands in for the
+	// Authorizer's answer.
+	Token string
 }
 
 // Subscribe makes the client a subscriber of channel: the messages
@@ -40,22 +44,32 @@ func (c *Client) Subscribe(ctx context.Context, channel string, o SubscribeOptio
 	if perr := protocol.ChannelError(channel); perr != nil {
 		return perr
 	}
-	if _, ok := c.subs[channel]; ok {
+	c.mu.Lock()
+	_, dup := c.subs[channel]
+	n := len(c.subs)
+	c.mu.Unlock()
+	if dup {
 		return protocol.Errorf(protocol.CodeBadRequest, "already subscribed to "+channel)
 	}
-	if len(c.subs) >= c.hub.cfg.MaxSubscriptions {
+	if n >= c.hub.cfg.MaxSubscriptions {
 		return protocol.Errorf(protocol.CodeLimitExceeded, "too many subscriptions on this connection")
 	}
-	if err := c.authorize(ActionSubscribe, channel); err != nil {
+	if o.Token != "" {
+		if err := c.checkGrant(o.Token, channel); err != nil {
+			return err
+		}
+	} else if err := c.authorize(ActionSubscribe, channel); err != nil {
 		return err
 	}
 	if err := c.hub.subscribe(ctx, c, channel, o.Since, o.Reply); err != nil {
 		return err
 	}
+	c.mu.Lock()
 	if c.subs == nil {
 		c.subs = make(map[string]struct{})
 	}
 	c.subs[channel] = struct{}{}
+	c.mu.Unlock()
 	return nil
 }
 
@@ -63,16 +77,29 @@ func (c *Client) Subscribe(ctx context.Context, channel string, o SubscribeOptio
 // nil, is queued in the same step, so that no message of the channel
 // follows it. It fails with not_found when the client is not subscribed.
 func (c *Client) Unsubscribe(channel string, reply []byte) error {
-	if _, ok := c.subs[channel]; !ok {
+	if !c.leave(channel) {
 		return protocol.Errorf(protocol.CodeNotFound, "not subscribed to "+channel)
 	}
-	delete(c.subs, channel)
 	c.hub.unsubscribe(c, channel, reply)
 	return nil
 }
 
+// leave takes channel out of the client's subscriptions; false when it was
+// not in.
+func (c *Client) leave(channel string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.subs[channel]; !ok {
+		return false
+	}
+	delete(c.subs, channel)
+	return true
+}
+
 // Subscribed reports whether the client is subscribed to channel.
 func (c *Client) Subscribed(channel string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	_, ok := c.subs[channel]
 	return ok
 }
@@ -90,7 +117,7 @@ func (c *Client) Publish(ctx context.Context, channel string, data []byte, optio
 // History reads channel's history for the client, if the Authorizer lets
 // it; see Hub.History.
 func (c *Client) History(ctx context.Context, channel string, limit int) (broker.HistoryResult, error) {
-	if err := c.authorize(ActionHistory, channel); err != nil {
+	if err := c.authorizeRead(ActionHistory, channel); err != nil {
 		return broker.HistoryResult{}, err
 	}
 	return c.hub.History(ctx, channel, limit)
@@ -99,7 +126,7 @@ func (c *Client) History(ctx context.Context, channel string, limit int) (broker
 // Presence lists who is in channel for the client, if the Authorizer lets
 // it; see Hub.Presence.
 func (c *Client) Presence(ctx context.Context, channel string) ([]broker.PresenceEntry, error) {
-	if err := c.authorize(ActionPresence, channel); err != nil {
+	if err := c.authorizeRead(ActionPresence, channel); err != nil {
 		return nil, err
 	}
 	return c.hub.Presence(ctx, channel)
@@ -107,6 +134,16 @@ func (c *Client) Presence(ctx context.Context, channel string) ([]broker.Presenc
 
 func (c *Client) authorize(a Action, channel string) error {
 	return c.hub.auth.Authorize(&c.ident, a, channel)
+}
+
+// authorizeRead asks about reading a channel's history or presence: a
+// client subscribed to the channel may (it receives its messages anyway,
+// perhaps by a subscription token the Authorizer knows nothing of).
+func (c *Client) authorizeRead(a Action, channel string) error {
+	if c.Subscribed(channel) {
+		return nil
+	}
+	return c.authorize(a, channel)
 }
 
 // Send queues a frame (a whole WebSocket frame, see package wsframe) to the

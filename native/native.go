@@ -90,6 +90,10 @@ func (d *Dialect) HandleText(c *hub.Client, payload []byte) {
 		history(c, req)
 	case protocol.OpPresence:
 		presence(c, req)
+	case protocol.OpAuth:
+		authenticate(c, req, c.Authenticate)
+	case protocol.OpRefresh:
+		authenticate(c, req, c.Refresh)
 	}
 }
 
@@ -112,7 +116,7 @@ func publish(c *hub.Client, req protocol.Request) {
 func subscribe(c *hub.Client, req protocol.Request) {
 	ctx, cancel := c.RequestContext()
 	defer cancel()
-	o := hub.SubscribeOptions{Reply: func(pos broker.Position, recovered *bool) []byte {
+	o := hub.SubscribeOptions{Token: req.Token, Reply: func(pos broker.Position, recovered *bool) []byte {
 		return wsframe.Finish(protocol.AppendPositionReply(replyStart(), req.ID, wirePosition(pos), recovered), wsframe.OpText)
 	}}
 	if req.Since != nil {
@@ -151,7 +155,22 @@ func presence(c *hub.Client, req protocol.Request) {
 		return
 	}
 	reply(c, protocol.AppendPresenceReply(replyStart(), req.ID, len(entries),
-		func(i int) (string, string) { return entries[i].Client, entries[i].User }))
+		func(i int) (string, string, []byte) { return entries[i].Client, entries[i].User, entries[i].Info }))
+}
+
+// authenticate answers auth and refresh: the user (auth) and the token's
+// expiry.
+func authenticate(c *hub.Client, req protocol.Request, verb func(token string) (hub.Identity, error)) {
+	id, err := verb(req.Token)
+	if err != nil {
+		replyError(c, req.ID, hub.ErrorOf(err))
+		return
+	}
+	user := id.User
+	if req.Op == protocol.OpRefresh {
+		user = ""
+	}
+	reply(c, protocol.AppendAuthReply(replyStart(), req.ID, user, id.Expires.Unix()))
 }
 
 func replyStart() []byte { return wsframe.Start(64) }

@@ -59,3 +59,19 @@ func Namespace(channel string) string {
 	}
 	return ns
 }
+
+// MatchChannel reports whether channel matches one of the patterns a token
+// grants: an exact name, or a prefix ending in "*" ("chat:*" matches
+// "chat:lobby"; "*" matches every channel).
+func MatchChannel(patterns []string, channel string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(channel, prefix) {
+				return true
+			}
+		} else if p == channel {
+			return true
+		}
+	}
+	return false
+}

@@ -62,12 +62,13 @@ func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int)
 }
 
 // AppendPresenceReply appends a presence reply with n clients; at(i)
-// returns client i's id and user (omitted when empty).
-func AppendPresenceReply(b []byte, id uint64, n int, at func(i int) (client, user string)) []byte {
+// returns client i's id, user and info (each omitted when empty; info must
+// be a JSON object).
+func AppendPresenceReply(b []byte, id uint64, n int, at func(i int) (client, user string, info []byte)) []byte {
 	b = appendReplyStart(b, id)
 	b = append(b, `,"clients":[`...)
 	for i := range n {
-		client, user := at(i)
+		client, user, info := at(i)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -77,9 +78,27 @@ func AppendPresenceReply(b []byte, id uint64, n int, at func(i int) (client, use
 			b = append(b, `,"user":`...)
 			b = AppendString(b, user)
 		}
+		if len(info) > 0 {
+			b = append(b, `,"info":`...)
+			b = append(b, info...)
+		}
 		b = append(b, '}')
 	}
 	return append(b, `]}`...)
+}
+
+// AppendAuthReply appends the reply to auth or refresh: the user (auth
+// only; omitted when empty) and when the token expires, in seconds since
+// the Unix epoch.
+func AppendAuthReply(b []byte, id uint64, user string, expiresAt int64) []byte {
+	b = appendReplyStart(b, id)
+	if user != "" {
+		b = append(b, `,"user":`...)
+		b = AppendString(b, user)
+	}
+	b = append(b, `,"expires_at":`...)
+	b = strconv.AppendInt(b, expiresAt, 10)
+	return append(b, '}')
 }
 
 // AppendError appends a failed reply to request id.

@@ -15,7 +15,12 @@ const (
 	OpPresence    = "presence"
 	OpHistory     = "history"
 	OpPing        = "ping"
+	OpAuth        = "auth"
+	OpRefresh     = "refresh"
 )
+
+// MaxTokenLen is the longest token a request may carry.
+const MaxTokenLen = 16 << 10
 
 // Position is a place in a channel's history, as carried on the wire.
 type Position struct {
@@ -42,6 +47,9 @@ type Request struct {
 	// channel (for a few minutes): a retry with the same key after an
 	// uncertain failure cannot publish twice.
 	IdempotencyKey string
+	// Token is the JWT of auth and refresh, and a subscription token on
+	// subscribe (optional there).
+	Token string
 }
 
 // MaxIdempotencyKeyLen is the longest idempotency key accepted.
@@ -57,6 +65,7 @@ type wireRequest struct {
 	Since   *Position       `json:"since"`
 	Limit   *int            `json:"limit"`
 	IdemKey string          `json:"idempotency_key"`
+	Token   string          `json:"token"`
 }
 
 // DecodeRequest decodes one native frame. On failure it returns the request
@@ -86,8 +95,17 @@ func DecodeRequest(frame []byte) (req Request, perr *Error) {
 		return req, Errorf(CodeBadRequest, "malformed request")
 	}
 	req.Op = w.Op
+	if len(w.Token) > MaxTokenLen {
+		return req, Errorf(CodeBadRequest, "token is longer than 16 KiB")
+	}
 	switch w.Op {
 	case OpPing:
+		return req, nil
+	case OpAuth, OpRefresh:
+		if w.Token == "" {
+			return req, Errorf(CodeBadRequest, "token is missing")
+		}
+		req.Token = w.Token
 		return req, nil
 	case OpSubscribe, OpUnsubscribe, OpPublish, OpPresence, OpHistory:
 	case "":
@@ -117,6 +135,7 @@ func DecodeRequest(frame []byte) (req Request, perr *Error) {
 			return req, Errorf(CodeBadRequest, "since.epoch is missing")
 		}
 		req.Since = w.Since
+		req.Token = w.Token
 	case OpHistory:
 		if w.Limit != nil {
 			if *w.Limit < 0 {

@@ -66,15 +66,20 @@ func (d *Dialect) Channel(r *http.Request) string {
 // Accept subscribes the client to its channel before the upgrade
 // completes, so the connection receives every message published after it
 // opened. A bad channel name is refused after the upgrade with close 1008,
-// as the raw dialect has no other way to say it; a broker that cannot be
-// reached refuses the upgrade (503).
+// and a client that may not subscribe to the channel with 4001, as the raw
+// dialect has no other way to say it; a broker that cannot be reached
+// refuses the upgrade (503).
 func (d *Dialect) Accept(ctx context.Context, r *http.Request, c *hub.Client) error {
 	channel := d.Channel(r)
 	if protocol.ValidateChannel(channel) != nil {
 		return &transport.CloseError{Code: protocol.ClosePolicy, Reason: "bad channel name"}
 	}
 	c.Data = channel
-	return c.Subscribe(ctx, channel, hub.SubscribeOptions{})
+	err := c.Subscribe(ctx, channel, hub.SubscribeOptions{})
+	if e := hub.ErrorOf(err); err != nil && (e.Code == protocol.CodeUnauthorized || e.Code == protocol.CodeForbidden) {
+		return &transport.CloseError{Code: protocol.CloseUnauthorized, Reason: e.Message}
+	}
+	return err
 }
 
 // MessageFrame encodes the text frame a raw client receives: a JSON

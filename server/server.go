@@ -18,9 +18,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/httpapi"
 	"github.com/switchboard-rt/switchboard/hub"
@@ -59,6 +61,24 @@ type Config struct {
 	Page http.Handler
 	// HTTP bounds what one HTTP client may hold.
 	HTTP HTTPLimits
+	// Verifier checks the clients' tokens (JWT). Nil: the node takes no
+	// token, and namespaces without rules of their own are public. With a
+	// verifier they are authenticated (Hub.DefaultRule), and, unless the
+	// default namespace lets anyone subscribe, a connection without a
+	// valid token is closed with 4001 after AuthTimeout. The server starts
+	// and closes it.
+	Verifier *auth.Verifier
+	// AuthTimeout is how long a connection has to present a valid token
+	// when one is required. Default 10s.
+	AuthTimeout time.Duration
+	// DevTokenSecret, when set, serves GET /dev/token?user=NAME: a token
+	// for any user, granting every channel, signed with this secret (which
+	// the Verifier must accept). For local development and the demo only.
+	DevTokenSecret []byte
+	// MaxConnections, MaxConnectionsPerIP and TrustedProxies bound the
+	// WebSocket connections (see transport.Config).
+	MaxConnections, MaxConnectionsPerIP int
+	TrustedProxies                      []netip.Prefix
 }
 
 // HTTPLimits bound the HTTP side of the server. Zero fields take the
@@ -131,6 +151,21 @@ func New(cfg Config) (*Server, error) {
 		cfg.Page = http.NotFoundHandler()
 	}
 	cfg.HTTP.setDefaults()
+	if cfg.Verifier != nil {
+		cfg.Hub.Tokens = tokens{cfg.Verifier}
+		if cfg.Hub.DefaultRule == hub.RuleDefault {
+			cfg.Hub.DefaultRule = hub.RuleAuthenticated
+		}
+		if cfg.AuthTimeout <= 0 {
+			cfg.AuthTimeout = DefaultAuthTimeout
+		}
+		if sub := cfg.Hub.Default.Subscribe; sub != hub.RulePublic && !(sub == hub.RuleDefault && cfg.Hub.DefaultRule == hub.RulePublic) {
+			cfg.Hub.AuthTimeout = cfg.AuthTimeout
+		}
+	}
+	if len(cfg.DevTokenSecret) > 0 && cfg.Verifier == nil {
+		return nil, errors.New("server: DevTokenSecret needs a Verifier that accepts its tokens")
+	}
 	h, err := hub.New(cfg.Hub)
 	if err != nil {
 		return nil, err
@@ -145,11 +180,14 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 	}
 	s.ws = transport.New(transport.Config{
-		Hub:             h,
-		MaxMessageBytes: cfg.MaxMessageBytes,
-		WriteTimeout:    cfg.WriteTimeout,
-		Origins:         s.origins,
-		Logger:          cfg.Logger,
+		Hub:                 h,
+		MaxMessageBytes:     cfg.MaxMessageBytes,
+		WriteTimeout:        cfg.WriteTimeout,
+		Origins:             s.origins,
+		Logger:              cfg.Logger,
+		MaxConnections:      cfg.MaxConnections,
+		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
+		TrustedProxies:      cfg.TrustedProxies,
 	})
 	s.api = httpapi.New(httpapi.Config{
 		Hub:             h,
@@ -174,8 +212,16 @@ func (s *Server) Hub() *hub.Hub { return s.hub }
 // Metrics returns every figure the node exports at /metrics.
 func (s *Server) Metrics() []hub.Metric { return s.api.Metrics() }
 
-// Start starts the hub and its broker.
-func (s *Server) Start(ctx context.Context) error { return s.hub.Start(ctx) }
+// Start starts the token verifier (a JWKS's first fetch), the hub and its
+// broker.
+func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.Verifier != nil {
+		if err := s.cfg.Verifier.Start(ctx); err != nil && !errors.Is(err, auth.ErrStarted) {
+			return err
+		}
+	}
+	return s.hub.Start(ctx)
+}
 
 // Serve accepts connections on ln until Shutdown; it then returns nil.
 func (s *Server) Serve(ln net.Listener) error {
@@ -205,6 +251,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.api.ServeHTTP(w, r)
 	case p == "/healthz", p == "/readyz", p == "/metrics":
 		s.api.ServeHTTP(w, r)
+	case p == "/dev/token" && len(s.cfg.DevTokenSecret) > 0:
+		if !s.origins.Check(r) {
+			protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
+			return
+		}
+		s.devToken(w, r)
 	default:
 		s.web.ServeHTTP(w, r)
 	}
@@ -222,6 +274,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if herr := <-httpDone; herr != nil && err == nil {
 		err = herr
+	}
+	if s.cfg.Verifier != nil {
+		s.cfg.Verifier.Close()
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +50,8 @@ type session struct {
 	heard    atomic.Int64 // unix nanoseconds when the session last parked
 	finished atomic.Bool  // finish has run
 	closing  bool         // the server closed: discard until the client answers
+	ip       netip.Addr   // the client's address, for the per-address count
+	counted  bool         // the connection counts against the server's limits
 	asm      assembler    // owned by the reader
 
 	// peek state, bound once so that a peek allocates nothing
@@ -88,19 +91,22 @@ const linger = time.Second
 // serve upgrades the connection, attaches it to c and reads what the client
 // has already sent; the session then parks (or, where it cannot, reads on a
 // goroutine of its own) and the handler returns.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client, ip netip.Addr) {
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
 		}
 		c.Finish()
+		s.release(ip)
 		return
 	}
 	// The HTTP server's deadlines for the request are not the
 	// connection's: the session sets its own.
 	_ = conn.SetDeadline(time.Time{})
-	s.newSession(c, conn, rw.Reader).start()
+	ss := s.newSession(c, conn, rw.Reader)
+	ss.ip, ss.counted = ip, true
+	ss.start()
 }
 
 // newSession makes the session of an upgraded connection and attaches it
@@ -173,6 +179,9 @@ func (ss *session) finish() {
 		ss.poll.remove(ss)
 	}
 	ss.c.Finish()
+	if ss.counted {
+		ss.srv.release(ss.ip)
+	}
 }
 
 // resume is the poller's hand-off: the client sent something.

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,6 +36,15 @@ type Config struct {
 	ReadTimeout time.Duration
 	// Logger receives the transport's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// MaxConnections bounds the node's WebSocket connections, and
+	// MaxConnectionsPerIP those from one client address; an upgrade over
+	// either is refused with 503 and Retry-After before any connection
+	// exists. Zero sets no limit.
+	MaxConnections, MaxConnectionsPerIP int
+	// TrustedProxies are the peers whose X-Forwarded-For header names the
+	// client's address (the last address before the first trusted hop);
+	// from any other peer the header is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // The defaults of Config's fields.
@@ -51,7 +62,19 @@ type Server struct {
 	pollOnce       sync.Once
 	poll           *poller // parks idle sessions; nil where epoll is missing
 	panics         atomic.Uint64
+	conns          atomic.Int64 // connections admitted and not finished
+	ipMu           sync.Mutex
+	perIP          map[netip.Addr]int // guarded by ipMu; connections per client address
+	refused        [numRefusals]atomic.Uint64
 }
+
+// Why an upgrade is refused before it happens.
+const (
+	refusedOrigin = iota
+	refusedMaxConnections
+	refusedPerIP
+	numRefusals
+)
 
 // Panics returns how many connections were closed because reading them
 // panicked (a bug; each is logged at error level).
@@ -59,8 +82,16 @@ func (s *Server) Panics() uint64 { return s.panics.Load() }
 
 // Metrics returns the transport's figures.
 func (s *Server) Metrics() []hub.Metric {
-	return []hub.Metric{{Name: "switchboard_read_panics_total", Kind: "counter",
-		Help: "Connections closed because reading them panicked (a bug; each is logged).", Value: float64(s.Panics())}}
+	return []hub.Metric{
+		{Name: "switchboard_read_panics_total", Kind: "counter",
+			Help: "Connections closed because reading them panicked (a bug; each is logged).", Value: float64(s.Panics())},
+		{Name: "switchboard_refused_origin_total", Kind: "counter",
+			Help: "WebSocket upgrades refused for their origin (403).", Value: float64(s.refused[refusedOrigin].Load())},
+		{Name: "switchboard_refused_max_connections_total", Kind: "counter",
+			Help: "WebSocket upgrades refused because the node had --max-connections (503).", Value: float64(s.refused[refusedMaxConnections].Load())},
+		{Name: "switchboard_refused_per_ip_total", Kind: "counter",
+			Help: "WebSocket upgrades refused because their address had --max-connections-per-ip (503).", Value: float64(s.refused[refusedPerIP].Load())},
+	}
 }
 
 // Shutdown waits, until ctx is done, for the goroutine that watches idle
@@ -94,7 +125,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, requestTimeout: cfg.Hub.Config().RequestTimeout}
+	return &Server{cfg: cfg, log: cfg.Logger, requestTimeout: cfg.Hub.Config().RequestTimeout, perIP: make(map[netip.Addr]int)}
 }
 
 // IsUpgrade reports whether r asks for a WebSocket upgrade.
@@ -131,20 +162,39 @@ func (e *CloseError) Error() string {
 
 // Serve upgrades r to a WebSocket connection of dialect d, served by the
 // hub. It answers the request itself when it refuses it: 400 for a request
-// that is not an upgrade, 403 for an origin the policy refuses, 503 while
-// the hub shuts down, and what d.Accept says.
+// that is not an upgrade, 403 for an origin the policy refuses, 503 (with
+// Retry-After) over the connection limits or while the hub shuts down, and
+// what d.Accept says. A token given with the upgrade (?token= or
+// Authorization: Bearer) that does not check out is answered after the
+// upgrade, with close 4001 and the reason, so that a browser can tell it
+// from a network failure.
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request, d Dialect) {
 	if !IsUpgrade(r) {
 		protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeBadRequest, "a WebSocket upgrade is required"))
 		return
 	}
 	if !s.cfg.Origins.Check(r) {
+		s.refused[refusedOrigin].Add(1)
 		protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
 		return
 	}
-	c, err := s.cfg.Hub.NewClient(d, hub.Identity{})
+	ip, why := s.admit(r)
+	if why >= 0 {
+		s.refused[why].Add(1)
+		w.Header().Set("Retry-After", "5")
+		protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeUnavailable, "too many connections; try again later"))
+		return
+	}
+	id, idErr := s.identify(r)
+	c, err := s.cfg.Hub.NewClient(d, id)
 	if err != nil {
+		s.release(ip)
 		protocol.WriteHTTPError(w, hub.ErrorOf(err))
+		return
+	}
+	if idErr != nil {
+		c.Close(protocol.CloseUnauthorized, hub.ErrorOf(idErr).Message)
+		s.serve(w, r, c, ip)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout)
@@ -156,10 +206,85 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, d Dialect) {
 		c.Close(ce.Code, ce.Reason)
 	case err != nil:
 		c.Finish()
+		s.release(ip)
 		protocol.WriteHTTPError(w, hub.ErrorOf(err))
 		return
 	}
-	s.serve(w, r, c)
+	s.serve(w, r, c, ip)
+}
+
+// identify returns who the token given with the upgrade names; anonymous
+// when there is none.
+func (s *Server) identify(r *http.Request) (hub.Identity, error) {
+	token := r.URL.Query().Get("token")
+	if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && token == "" {
+		token = strings.TrimSpace(bearer)
+	}
+	if token == "" {
+		return hub.Identity{}, nil
+	}
+	return s.cfg.Hub.Identify(token)
+}
+
+// admit counts a new connection from r's client address against the
+// limits. It returns the address, and -1, or the reason it refuses.
+func (s *Server) admit(r *http.Request) (netip.Addr, int) {
+	ip := ClientAddr(r, s.cfg.TrustedProxies)
+	if max := s.cfg.MaxConnections; max > 0 && s.conns.Load() >= int64(max) {
+		return ip, refusedMaxConnections
+	}
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if max := s.cfg.MaxConnectionsPerIP; max > 0 && s.perIP[ip] >= max {
+		return ip, refusedPerIP
+	}
+	s.perIP[ip]++
+	s.conns.Add(1)
+	return ip, -1
+}
+
+// release uncounts a connection admitted from ip.
+func (s *Server) release(ip netip.Addr) {
+	s.ipMu.Lock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.ipMu.Unlock()
+	s.conns.Add(-1)
+}
+
+// ClientAddr returns the address of the client behind r: the peer's, or,
+// when the peer is a trusted proxy, the rightmost address of
+// X-Forwarded-For that is not itself a trusted proxy.
+func ClientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := peer.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return ip // a hop we cannot read: trust no further
+		}
+		ip = a.Unmap()
+		if !isTrusted(ip) {
+			return ip
+		}
+	}
+	return ip
 }
 
 // wsConn is the hub.Transport of one WebSocket connection.

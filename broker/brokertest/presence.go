@@ -1,7 +1,9 @@
 package brokertest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 	"slices"
 	"testing"
@@ -43,7 +45,7 @@ func testPresence(t *testing.T, s *suite) {
 	if es := presenceOf(t, p, ch); len(es) != 0 {
 		t.Fatalf("empty channel has presence %v", es)
 	}
-	a := broker.PresenceEntry{Client: "c1", User: "ann", Node: "n1"}
+	a := broker.PresenceEntry{Client: "c1", User: "ann", Info: json.RawMessage(`{"name":"Ann"}`), Node: "n1"}
 	b := broker.PresenceEntry{Client: "c2", Node: "n1"}
 	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a, b}, time.Minute); err != nil {
 		t.Fatal(err)
@@ -52,13 +54,13 @@ func testPresence(t *testing.T, s *suite) {
 	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if es := presenceOf(t, p, ch); !slices.Equal(es, []broker.PresenceEntry{a, b}) {
+	if es := presenceOf(t, p, ch); !sameEntries(es, []broker.PresenceEntry{a, b}) {
 		t.Fatalf("presence %v, want %v", es, []broker.PresenceEntry{a, b})
 	}
 	if err := p.RemovePresence(ctx, ch, "c1", "unknown"); err != nil {
 		t.Fatal(err)
 	}
-	if es := presenceOf(t, p, ch); !slices.Equal(es, []broker.PresenceEntry{b}) {
+	if es := presenceOf(t, p, ch); !sameEntries(es, []broker.PresenceEntry{b}) {
 		t.Fatalf("after remove: %v", es)
 	}
 	if es := presenceOf(t, p, channel(t, "other")); len(es) != 0 {
@@ -95,7 +97,7 @@ func testSharedPresence(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	for _, p := range []broker.Presencer{pa, pb} {
-		if es := presenceOf(t, p, ch); !slices.Equal(es, []broker.PresenceEntry{ea, eb}) {
+		if es := presenceOf(t, p, ch); !sameEntries(es, []broker.PresenceEntry{ea, eb}) {
 			t.Fatalf("presence seen from one node: %v", es)
 		}
 	}
@@ -134,5 +136,13 @@ func testNodeCounts(t *testing.T, s *suite) {
 	s.waitFor(t, "a node's counts to expire", func() bool {
 		got := counts()
 		return got[a] == 0 && got[b] == 4
+	})
+}
+
+// sameEntries reports whether two presence lists hold the same entries in
+// the same order.
+func sameEntries(a, b []broker.PresenceEntry) bool {
+	return slices.EqualFunc(a, b, func(x, y broker.PresenceEntry) bool {
+		return x.Client == y.Client && x.User == y.User && x.Node == y.Node && bytes.Equal(x.Info, y.Info)
 	})
 }

@@ -17,7 +17,7 @@ var (
 	_ broker.NodeCounter = (*Broker)(nil)
 )
 
-// Presence keys of a channel: a hash client -> {"u":user,"n":node} and a
+// Presence keys of a channel: a hash client -> {"u":user,"i":info,"n":node} and a
 // sorted set client -> expiry (Redis time, ms). Both keys also expire as a
 // whole when no node refreshes them.
 
@@ -77,8 +77,9 @@ var (
 )
 
 type presenceValue struct {
-	User string `json:"u,omitempty"`
-	Node string `json:"n"`
+	User string          `json:"u,omitempty"`
+	Info json.RawMessage `json:"i,omitempty"`
+	Node string          `json:"n"`
 }
 
 // SetPresence adds or refreshes entries of channel (see broker.Presencer).
@@ -92,7 +93,7 @@ func (b *Broker) SetPresence(ctx context.Context, channel string, entries []brok
 	args := make([]string, 0, 1+2*len(entries))
 	args = append(args, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10))
 	for _, e := range entries {
-		v, _ := json.Marshal(presenceValue{User: e.User, Node: e.Node})
+		v, _ := json.Marshal(presenceValue{User: e.User, Info: e.Info, Node: e.Node})
 		args = append(args, e.Client, string(v))
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
@@ -139,7 +140,7 @@ func (b *Broker) Presence(ctx context.Context, channel string) ([]broker.Presenc
 		if err := json.Unmarshal([]byte(kv[i+1]), &v); err != nil {
 			return nil, fmt.Errorf("redis: presence %q: entry %q: %w", channel, kv[i], err)
 		}
-		out = append(out, broker.PresenceEntry{Client: kv[i], User: v.User, Node: v.Node})
+		out = append(out, broker.PresenceEntry{Client: kv[i], User: v.User, Info: v.Info, Node: v.Node})
 	}
 	return out, nil
 }

@@ -53,7 +53,9 @@ var nsOptions = []nsOption{
 		o.HistoryTTL = d
 		return nil
 	}},
-	{"read_only", "true: clients may not publish, only the HTTP API", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.ReadOnly = b })},
+	{"read_only", "true: clients may not publish, only the HTTP API (the same as publish: api)", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.ReadOnly = b })},
+	{"subscribe", "who may subscribe: public, authenticated or granted", ruleSetter(false, func(o *hub.NamespaceOptions, r hub.Rule) { o.Subscribe = r })},
+	{"publish", "who may publish: public, authenticated, granted or api", ruleSetter(true, func(o *hub.NamespaceOptions, r hub.Rule) { o.Publish = r })},
 	{"presence", "true: keep who is in each channel, across instances", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.Presence = b })},
 	{"join_leave", "true: send join and leave events to subscribers", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.JoinLeave = b })},
 }
@@ -65,6 +67,17 @@ func boolSetter(set func(*hub.NamespaceOptions, bool)) func(*hub.NamespaceOption
 			return errors.New("want true or false")
 		}
 		set(o, b)
+		return nil
+	}
+}
+
+func ruleSetter(publish bool, set func(*hub.NamespaceOptions, hub.Rule)) func(*hub.NamespaceOptions, string) error {
+	return func(o *hub.NamespaceOptions, v string) error {
+		r, err := hub.ParseRule(v, publish)
+		if err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "hub: "))
+		}
+		set(o, r)
 		return nil
 	}
 }

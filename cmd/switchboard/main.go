@@ -14,12 +14,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker/brokers"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/web"
@@ -170,6 +172,64 @@ func (s *settings) validate() error {
 	return nil
 }
 
+// security builds what the security options ask for: the token verifier
+// (from exactly one key source), the development token secret and the
+// trusted proxies.
+func (s *settings) security(log *slog.Logger) error {
+	for _, p := range s.trustedProxies {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR (like 10.0.0.0/8)", p)
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		s.srv.TrustedProxies = append(s.srv.TrustedProxies, prefix)
+	}
+	cfg := auth.Config{Issuer: s.jwtIssuer, Audience: s.jwtAudience, Logger: log.With("component", "auth")}
+	sources := 0
+	if s.jwtSecret != "" {
+		cfg.HMACSecret = []byte(s.jwtSecret)
+		sources++
+	}
+	if s.jwtPublicKey != "" {
+		pem, err := os.ReadFile(s.jwtPublicKey)
+		if err != nil {
+			return fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		cfg.PublicKeyPEM = pem
+		sources++
+	}
+	if s.jwksURL != "" {
+		cfg.JWKSURL = s.jwksURL
+		sources++
+	}
+	if s.devTokenSecret != "" {
+		if sources > 0 {
+			return errors.New("--dev-token-secret is for local development; it cannot be combined with --jwt-hmac-secret, --jwt-public-key or --jwks-url")
+		}
+		cfg.HMACSecret = []byte(s.devTokenSecret)
+		s.srv.DevTokenSecret = cfg.HMACSecret
+		sources++
+	}
+	switch {
+	case sources > 1:
+		return errors.New("give one of --jwt-hmac-secret, --jwt-public-key and --jwks-url")
+	case sources == 0:
+		if s.jwtIssuer != "" || s.jwtAudience != "" {
+			return errors.New("--jwt-issuer and --jwt-audience need a key: --jwt-hmac-secret, --jwt-public-key or --jwks-url")
+		}
+		return nil
+	}
+	v, err := auth.New(cfg)
+	if err != nil {
+		return err
+	}
+	s.srv.Verifier = v
+	return nil
+}
+
 func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
@@ -198,6 +258,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
+	if err := s.security(log); err != nil {
+		fmt.Fprintln(stderr, "switchboard:", err)
+		return 2
+	}
 	b, err := brokers.Open(s.redisURL, log)
 	if err != nil {
 		log.Error("cannot use the broker", "err", err)
@@ -223,6 +287,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if s.srv.APIKey == "" {
 		log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
+	}
+	if s.devTokenSecret != "" {
+		log.Warn("--dev-token-secret: GET /dev/token gives anyone a token for every channel; never use it in production")
+	}
+	if s.srv.Verifier == nil {
+		log.Warn("no token key (--jwt-hmac-secret, --jwt-public-key or --jwks-url): every channel is public")
 	}
 	if len(s.srv.AllowedOrigins) == 0 {
 		log.Warn("no --allowed-origins: pages on loopback origins and pages opened from files (Origin: null) may connect and use the API")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,6 +24,13 @@ type settings struct {
 	redisURL        string
 	configFile      string
 	debugAddr       string
+	jwtSecret       string
+	jwtPublicKey    string // a file
+	jwksURL         string
+	jwtIssuer       string
+	jwtAudience     string
+	devTokenSecret  string
+	trustedProxies  []string
 }
 
 // option is one setting of the binary, declared once: its flag
@@ -76,6 +84,8 @@ func declare(s *settings) []*option {
 		durationOpt(&h.Default.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long a channel's history lives after its last message"),
 		boolOpt(&h.Default.Presence, "presence", "keep who is in each channel of the default namespace, across instances"),
 		boolOpt(&h.Default.JoinLeave, "join-leave", "send join and leave events to the default namespace's subscribers"),
+		ruleOpt(&h.Default.Subscribe, "subscribe", false, "who may subscribe to the default namespace's channels: public, authenticated (a valid token) or granted (the token's channels claim, or a subscription token); empty: public without a key, authenticated with one"),
+		ruleOpt(&h.Default.Publish, "publish", true, "who may publish on the default namespace's channels: public, authenticated, granted (the token's publish claim) or api (only the HTTP API); empty: public without a key, authenticated with one"),
 		durationOpt(&h.PresenceTTL, "presence-ttl", hub.DefaultPresenceTTL, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)"),
 		stringOpt(&s.configFile, "config", "", "YAML file with any of these options (by their key: max_subscriptions: 256) and per-namespace options under namespaces:; see below"),
 		floatOpt(&h.ClientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit"),
@@ -88,6 +98,16 @@ func declare(s *settings) []*option {
 		durationOpt(&s.srv.HTTP.ReadTimeout, "http-read-timeout", server.DefaultReadTimeout, "longest time a client may take to send a whole HTTP request, body included"),
 		durationOpt(&s.srv.HTTP.IdleTimeout, "http-idle-timeout", server.DefaultIdleTimeout, "how long a keep-alive HTTP connection may wait for its next request"),
 		intOpt(&s.srv.HTTP.MaxHeaderBytes, "http-max-header-bytes", server.DefaultMaxHeaderBytes, "largest request headers a client may send, in bytes"),
+		secretOpt(stringOpt(&s.jwtSecret, "jwt-hmac-secret", "", "HMAC secret (at least 32 bytes) that signs the clients' tokens (HS256, HS384, HS512)")),
+		stringOpt(&s.jwtPublicKey, "jwt-public-key", "", "PEM file of the public key that signs the clients' tokens: RSA (RS*, PS*), EC (ES256/384/512) or Ed25519 (EdDSA)"),
+		stringOpt(&s.jwksURL, "jwks-url", "", "URL of a JWKS holding the keys that sign the clients' tokens, by kid; refreshed in the background"),
+		stringOpt(&s.jwtIssuer, "jwt-issuer", "", "when set, a token's iss must be this"),
+		stringOpt(&s.jwtAudience, "jwt-audience", "", "when set, a token's aud must hold this"),
+		durationOpt(&s.srv.AuthTimeout, "auth-timeout", server.DefaultAuthTimeout, "how long a connection has to present a valid token when the default namespace is not public (closed with 4001 after)"),
+		secretOpt(stringOpt(&s.devTokenSecret, "dev-token-secret", "", "DEVELOPMENT ONLY: serve GET /dev/token?user=NAME, a token for anyone that grants every channel, signed with this secret (at least 32 bytes), which is then the key")),
+		intOpt(&s.srv.MaxConnections, "max-connections", 0, "most WebSocket connections this node holds; more are refused with 503 and Retry-After; 0 sets no limit"),
+		intOpt(&s.srv.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most WebSocket connections from one client address; 0 sets no limit"),
+		listOpt(&s.trustedProxies, "trusted-proxies", "comma-separated addresses or CIDRs of the proxies whose X-Forwarded-For names the client (for --max-connections-per-ip)"),
 		stringOpt(&s.debugAddr, "debug-addr", "", "address of a separate listener serving Go's profiler at /debug/pprof/; keep it private; empty serves none"),
 		withDefault(stringOpt(&h.NodeID, "node-id", "", "this node's id in welcome frames and client ids"), "random"),
 		stringOpt(&s.logFormat, "log-format", "text", "log format: text or json"),
@@ -205,6 +225,20 @@ func listOpt(p *[]string, name, help string) *option {
 		}
 		return out, nil
 	}, format: func(l []string) string { return strings.Join(l, ",") }}}
+}
+
+// ruleOpt is a namespace rule; api is a publish rule only.
+func ruleOpt(p *hub.Rule, name string, publish bool, help string) *option {
+	return newOption(p, name, hub.RuleDefault, help, "rule", func(s string) (hub.Rule, error) {
+		if s == "" {
+			return hub.RuleDefault, nil
+		}
+		r, err := hub.ParseRule(strings.TrimSpace(s), publish)
+		if err != nil {
+			return "", errors.New(strings.TrimPrefix(err.Error(), "hub: "))
+		}
+		return r, nil
+	}, func(r hub.Rule) string { return string(r) })
 }
 
 // IsBoolFlag lets a bool option be given as --presence, without a value.
