@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -346,5 +347,78 @@ func TestMassDisconnectReleasesEverything(t *testing.T) {
 	}
 	if after > before+8<<20 {
 		t.Errorf("the live heap went from %d MB to %d MB after every client left", before>>20, after>>20)
+	}
+}
+
+// dialStatus tries a WebSocket upgrade and returns the HTTP status of a
+// refusal (0 when it was accepted) and its Retry-After.
+func dialStatus(t *testing.T, url string, h http.Header) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+	if err == nil {
+		t.Cleanup(func() { _ = conn.CloseNow() })
+		return 0, ""
+	}
+	if resp == nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// --max-connections refuses the upgrade over the limit with 503 and
+// Retry-After, before any connection exists, and counts it; a freed place
+// is taken again.
+func TestMaxConnections(t *testing.T) {
+	n := start(t, server.Config{MaxConnections: 3})
+	var conns []*client
+	for range 3 {
+		c, _ := dialNative(t, n)
+		conns = append(conns, c)
+	}
+	if st, retry := dialStatus(t, n.ws("/ws"), nil); st != http.StatusServiceUnavailable || retry == "" {
+		t.Fatalf("the fourth connection: status %d, Retry-After %q; want 503 with Retry-After", st, retry)
+	}
+	if got := metric(n, "switchboard_refused_max_connections_total"); got != 1 {
+		t.Fatalf("refusals counted: %v, want 1", got)
+	}
+	_ = conns[0].conn.CloseNow()
+	wait.For(t, 5*time.Second, func() error {
+		if st, _ := dialStatus(t, n.ws("/raw/x"), nil); st != 0 {
+			return fmt.Errorf("status %d after a connection left", st)
+		}
+		return nil
+	})
+}
+
+// --max-connections-per-ip counts by client address; X-Forwarded-For names
+// the client only when the peer is a trusted proxy.
+func TestMaxConnectionsPerIP(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []netip.Prefix
+		// whether a header naming another client opens a place
+		fromProxy bool
+	}{
+		{"no trusted proxy", nil, false},
+		{"loopback is the proxy", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := start(t, server.Config{MaxConnectionsPerIP: 2, TrustedProxies: tc.trusted})
+			for range 2 {
+				if st, _ := dialStatus(t, n.ws("/raw/x"), nil); st != 0 {
+					t.Fatalf("within the limit: status %d", st)
+				}
+			}
+			if st, _ := dialStatus(t, n.ws("/raw/x"), nil); st != http.StatusServiceUnavailable {
+				t.Fatalf("over the limit: status %d, want 503", st)
+			}
+			other := http.Header{"X-Forwarded-For": {"203.0.113.9"}}
+			st, _ := dialStatus(t, n.ws("/raw/x"), other)
+			if got := st == 0; got != tc.fromProxy {
+				t.Fatalf("another client behind the proxy: status %d", st)
+			}
+		})
 	}
 }

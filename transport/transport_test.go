@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -177,3 +178,30 @@ func TestTryWritevManyFrames(t *testing.T) {
 
 // nopConn is a net.Conn without a raw socket.
 type nopConn struct{ net.Conn }
+
+func TestClientAddr(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
+	for _, tc := range []struct {
+		remote, xff string
+		trusted     []netip.Prefix
+		want        string
+	}{
+		{"192.0.2.1:5000", "", trusted, "192.0.2.1"},
+		{"192.0.2.1:5000", "198.51.100.7", trusted, "192.0.2.1"},             // untrusted peer: header ignored
+		{"10.1.2.3:5000", "198.51.100.7", trusted, "198.51.100.7"},           // one trusted hop
+		{"10.1.2.3:5000", "198.51.100.7, 10.9.9.9", trusted, "198.51.100.7"}, // two trusted hops
+		{"10.1.2.3:5000", "6.6.6.6, 198.51.100.7", trusted, "198.51.100.7"},  // a client cannot forge past the last hop
+		{"10.1.2.3:5000", "garbage", trusted, "10.1.2.3"},                    // unreadable: stop at the proxy
+		{"127.0.0.1:5000", "198.51.100.7", nil, "127.0.0.1"},                 // no trusted proxies at all
+		{"[::ffff:10.0.0.1]:5000", "198.51.100.7", trusted, "198.51.100.7"},  // IPv4-mapped peer
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := ClientAddr(r, tc.trusted); got.String() != tc.want {
+			t.Errorf("%s with X-Forwarded-For %q: %s, want %s", tc.remote, tc.xff, got, tc.want)
+		}
+	}
+}
