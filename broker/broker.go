@@ -15,6 +15,9 @@ type Message struct {
 	// Pos is the message's place in the channel's history. It is zero when
 	// the channel keeps no history.
 	Pos Position
+	// Skip, when set, names a client that must not receive the message
+	// (its sender, say): PublishOptions.Skip, carried to every node.
+	Skip string
 }
 
 // Position names a place in a channel's history: Offset counts the messages
@@ -46,6 +49,9 @@ type PublishOptions struct {
 	IdempotencyKey string
 	// IdempotencyTTL is how long a key is remembered. Zero means 5 minutes.
 	IdempotencyTTL time.Duration
+	// Skip names a client that must not receive the message; it travels
+	// with the message (Message.Skip) but is not kept in history.
+	Skip string
 }
 
 // DefaultIdempotencyTTL is how long an idempotency key is remembered when

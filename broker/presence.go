@@ -24,12 +24,23 @@ type PresenceEntry struct {
 // across every node that shares the broker. An entry expires unless the
 // node that set it refreshes it within its ttl, so the clients of a node
 // that dies disappear by themselves.
+//
+// A Presencer also counts users: a user (non-empty PresenceEntry.User) is a
+// member of a channel while at least one entry of theirs is there, on any
+// node. The calls that add and remove entries say which users became and
+// stopped being members, each change to exactly one caller, so that the
+// nodes together announce each member's arrival and departure once.
 type Presencer interface {
 	// SetPresence adds entries to channel, or refreshes them; each expires
-	// ttl after this call unless set again.
-	SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) error
-	// RemovePresence removes clients from channel's presence.
-	RemovePresence(ctx context.Context, channel string, clients ...string) error
+	// ttl after this call unless set again. It returns the users who had
+	// no entry in the channel before: the new members.
+	SetPresence(ctx context.Context, channel string, entries []PresenceEntry, ttl time.Duration) (joined []string, err error)
+	// RemovePresence removes clients from channel's presence and returns
+	// the users left with no entry: the members who left.
+	RemovePresence(ctx context.Context, channel string, clients ...string) (left []string, err error)
+	// ExpirePresence removes channel's expired entries (those of dead
+	// nodes) and returns the users left with no entry.
+	ExpirePresence(ctx context.Context, channel string) (left []string, err error)
 	// Presence returns channel's unexpired entries, in no set order.
 	Presence(ctx context.Context, channel string) ([]PresenceEntry, error)
 }

@@ -79,7 +79,8 @@ type Client struct {
 	writer    sync.WaitGroup // counts the flush in progress, if any
 	// subs holds the client's channels; the reader changes it, and
 	// revocation removes from it, both under mu.
-	subs        map[string]struct{}
+	subs        map[string]*Member
+	alias       string          // another name of the client (Message.Skip); set before it subscribes
 	user        string          // ident.User
 	info        json.RawMessage // ident.Info
 	deadlineWhy string
@@ -132,12 +133,6 @@ func (c *Client) User() string {
 	return c.user
 }
 
-// who returns the client's user and info, from any goroutine.
-func (c *Client) who() (string, json.RawMessage) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.user, c.info
-}
 
 // Attach gives the client its transport and starts writing whatever was
 // queued before it (the welcome frame, or messages of a raw connection's

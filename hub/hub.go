@@ -54,6 +54,11 @@ type Config struct {
 	// AuthTimeout is how long a client without a valid token may stay
 	// connected before it is closed with 4001; zero lets it stay.
 	AuthTimeout time.Duration
+	// ChannelOptions, when set, adjusts the options of a channel after its
+	// namespace's are found: a dialect whose channels carry their kind in
+	// their names (Pusher's presence- and cache- channels) sets it. It
+	// must be fast and must not block.
+	ChannelOptions func(channel string, o NamespaceOptions) NamespaceOptions
 	// MaxSubscriptions is how many channels one client may be in.
 	// Default 128.
 	MaxSubscriptions int
@@ -355,6 +360,9 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 	var frames frameCache
 	var delivered uint64
 	for _, c := range ch.subs {
+		if m.Skip != "" && c.skips(&m) {
+			continue
+		}
 		if f := frames.frame(c, &m); f != nil && c.enqueue(f) {
 			delivered++
 		}
@@ -426,6 +434,12 @@ func (h *Hub) seen(doing, channel string, err error) error {
 
 // PublishOption sets an optional parameter of one Publish.
 type PublishOption func(*broker.PublishOptions)
+
+// WithSkip leaves out one client, named by its id or its alias, on every
+// node: a sender that must not get its own message back.
+func WithSkip(client string) PublishOption {
+	return func(o *broker.PublishOptions) { o.Skip = client }
+}
 
 // WithIdempotencyKey makes the publish happen at most once per key and
 // channel within broker.DefaultIdempotencyTTL: a retry after an uncertain
@@ -552,6 +566,9 @@ func (h *Hub) joinLocked(ch *channel, c *Client, reply ReplyFunc, pos broker.Pos
 		c.enqueue(reply(pos, recovered))
 	}
 	for _, m := range before {
+		if c.skips(&m) {
+			continue
+		}
 		if f := c.dialect.MessageFrame(m); f != nil {
 			c.enqueue(f)
 		}

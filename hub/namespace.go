@@ -33,6 +33,10 @@ type NamespaceOptions struct {
 	// JoinLeave sends join and leave events to a channel's subscribers
 	// when a client subscribes or leaves.
 	JoinLeave bool
+	// Members, with Presence, sends member_added when a user's first
+	// client joins a channel, on any node, and member_removed when the
+	// last leaves (or its node dies): presence counted by user.
+	Members bool
 }
 
 func (o NamespaceOptions) publishOptions() broker.PublishOptions {
@@ -86,12 +90,16 @@ func (e *NamespaceError) Error() string {
 // default namespace's.
 func (h *Hub) options(channel string) NamespaceOptions {
 	ns := h.ns.Load()
+	o := ns.def
 	if len(ns.named) > 0 {
-		if o, ok := ns.named[protocol.Namespace(channel)]; ok {
-			return o
+		if named, ok := ns.named[protocol.Namespace(channel)]; ok {
+			o = named
 		}
 	}
-	return ns.def
+	if h.cfg.ChannelOptions != nil {
+		o = h.cfg.ChannelOptions(channel, o)
+	}
+	return o
 }
 
 // checkRules checks that o's rules are rules.

@@ -22,7 +22,7 @@ func eventChannel(brokerChannel string) (string, bool) {
 
 // brokerChannels returns the broker channels a channel with opts needs.
 func brokerChannels(name string, opts NamespaceOptions) []string {
-	if opts.JoinLeave {
+	if opts.JoinLeave || opts.Members && opts.Presence {
 		return []string{name, name + eventSuffix}
 	}
 	return []string{name}
@@ -33,12 +33,14 @@ func brokerChannels(name string, opts NamespaceOptions) []string {
 type presenceOp struct {
 	channel string
 	client  *Client
+	user    string // the client's member in the channel, as it left
+	info    json.RawMessage
 	opts    NamespaceOptions
 }
 
-// entry is c's presence entry.
-func (h *Hub) entry(c *Client) broker.PresenceEntry {
-	user, info := c.who()
+// entry is c's presence entry in channel.
+func (h *Hub) entry(c *Client, channel string) broker.PresenceEntry {
+	user, info := c.member(channel)
 	return broker.PresenceEntry{Client: c.id, User: user, Info: info, Node: h.cfg.NodeID}
 }
 
@@ -46,14 +48,18 @@ func (h *Hub) entry(c *Client) broker.PresenceEntry {
 // namespace asks. Errors are logged: the subscription stands, and the
 // presence loop's next refresh repairs the entry.
 func (h *Hub) joined(ctx context.Context, c *Client, name string, opts NamespaceOptions) {
+	e := h.entry(c, name)
 	if opts.Presence {
-		if err := h.pres.SetPresence(ctx, name, []broker.PresenceEntry{h.entry(c)}, h.cfg.PresenceTTL); err != nil {
+		joined, err := h.pres.SetPresence(ctx, name, []broker.PresenceEntry{e}, h.cfg.PresenceTTL)
+		if err != nil {
 			h.log.Warn("cannot set presence", "channel", name, "err", err)
+		}
+		if opts.Members && len(joined) > 0 {
+			h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info})
 		}
 	}
 	if opts.JoinLeave {
-		user, info := c.who()
-		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: user, Info: info})
+		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: e.User, Info: e.Info})
 	}
 }
 
@@ -64,8 +70,9 @@ func (h *Hub) left(c *Client, name string) {
 	if !opts.Presence && !opts.JoinLeave {
 		return
 	}
+	user, info := c.member(name)
 	select {
-	case h.presenceQ <- presenceOp{channel: name, client: c, opts: opts}:
+	case h.presenceQ <- presenceOp{channel: name, client: c, user: user, info: info, opts: opts}:
 	default:
 		h.stats.presenceDropped.Add(1)
 	}
@@ -126,13 +133,16 @@ func (h *Hub) presenceLoop() {
 		case op := <-h.presenceQ:
 			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 			if op.opts.Presence {
-				if err := h.pres.RemovePresence(ctx, op.channel, op.client.id); err != nil {
+				left, err := h.pres.RemovePresence(ctx, op.channel, op.client.id)
+				if err != nil {
 					h.log.Debug("cannot remove presence", "channel", op.channel, "err", err)
+				}
+				if op.opts.Members {
+					h.membersLeft(ctx, op.channel, left)
 				}
 			}
 			if op.opts.JoinLeave {
-				user, info := op.client.who()
-				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: op.client.id, User: user, Info: info})
+				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: op.client.id, User: op.user, Info: op.info})
 			}
 			cancel()
 		case <-t.C:
@@ -155,9 +165,38 @@ func (h *Hub) refreshPresence() {
 		return
 	}
 	for name, entries := range h.localPresence() {
-		if err := h.pres.SetPresence(ctx, name, entries, h.cfg.PresenceTTL); err != nil {
+		opts := h.options(name)
+		joined, err := h.pres.SetPresence(ctx, name, entries, h.cfg.PresenceTTL)
+		if err != nil {
 			h.log.Debug("cannot refresh presence", "channel", name, "err", err)
+			continue
 		}
+		// The entries of dead nodes go; members who had only those leave.
+		left, err := h.pres.ExpirePresence(ctx, name)
+		if err != nil {
+			h.log.Debug("cannot expire presence", "channel", name, "err", err)
+		}
+		if !opts.Members {
+			continue
+		}
+		// A refresh that finds an entry gone (swept while this node could
+		// not reach the broker) brings its member back.
+		for _, u := range joined {
+			for _, e := range entries {
+				if e.User == u {
+					h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: u, Info: e.Info})
+					break
+				}
+			}
+		}
+		h.membersLeft(ctx, name, left)
+	}
+}
+
+// membersLeft announces the members who left channel.
+func (h *Hub) membersLeft(ctx context.Context, channel string, users []string) {
+	for _, u := range users {
+		h.publishEvent(ctx, Event{Op: "member_removed", Channel: channel, User: u})
 	}
 }
 
@@ -174,7 +213,7 @@ func (h *Hub) localPresence() map[string][]broker.PresenceEntry {
 			}
 			es := make([]broker.PresenceEntry, len(ch.subs))
 			for j, c := range ch.subs {
-				es[j] = h.entry(c)
+				es[j] = h.entry(c, name)
 			}
 			out[name] = es
 		}

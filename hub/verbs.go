@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 
@@ -32,6 +33,20 @@ type SubscribeOptions struct {
 	// of this one channel to this client's user, which stands in for the
 	// Authorizer's answer.
 	Token string
+	// Granted says the dialect has checked the client's right to the
+	// channel itself (a Pusher channel's signature): the Authorizer is not
+	// asked.
+	Granted bool
+	// Member, when not nil, is who the client is in this channel's
+	// presence, in place of its identity (a Pusher presence channel's
+	// channel_data).
+	Member *Member
+}
+
+// Member is who a client is in one channel's presence.
+type Member struct {
+	User string
+	Info json.RawMessage
 }
 
 // Subscribe makes the client a subscriber of channel: the messages
@@ -54,22 +69,28 @@ func (c *Client) Subscribe(ctx context.Context, channel string, o SubscribeOptio
 	if n >= c.hub.cfg.MaxSubscriptions {
 		return protocol.Errorf(protocol.CodeLimitExceeded, "too many subscriptions on this connection")
 	}
-	if o.Token != "" {
+	switch {
+	case o.Granted:
+	case o.Token != "":
 		if err := c.checkGrant(o.Token, channel); err != nil {
 			return err
 		}
-	} else if err := c.authorize(ActionSubscribe, channel); err != nil {
-		return err
+	default:
+		if err := c.authorize(ActionSubscribe, channel); err != nil {
+			return err
+		}
 	}
-	if err := c.hub.subscribe(ctx, c, channel, o.Since, o.Reply); err != nil {
-		return err
-	}
+	// Recorded first: joining announces the client with its member.
 	c.mu.Lock()
 	if c.subs == nil {
-		c.subs = make(map[string]struct{})
+		c.subs = make(map[string]*Member)
 	}
-	c.subs[channel] = struct{}{}
+	c.subs[channel] = o.Member
 	c.mu.Unlock()
+	if err := c.hub.subscribe(ctx, c, channel, o.Since, o.Reply); err != nil {
+		c.leave(channel)
+		return err
+	}
 	return nil
 }
 
@@ -144,6 +165,31 @@ func (c *Client) authorizeRead(a Action, channel string) error {
 		return nil
 	}
 	return c.authorize(a, channel)
+}
+
+// SetAlias gives the client a second name, which a publish's Skip may use
+// to leave it out (a Pusher socket_id). Set it before the client
+// subscribes.
+func (c *Client) SetAlias(alias string) {
+	c.mu.Lock()
+	c.alias = alias
+	c.mu.Unlock()
+}
+
+// skips reports whether m must not go to c.
+func (c *Client) skips(m *broker.Message) bool {
+	return m.Skip != "" && (m.Skip == c.id || m.Skip == c.alias)
+}
+
+// member returns who the client is in channel's presence, from any
+// goroutine.
+func (c *Client) member(channel string) (string, json.RawMessage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.subs[channel]; m != nil {
+		return m.User, m.Info
+	}
+	return c.user, c.info
 }
 
 // Send queues a frame (a whole WebSocket frame, see package wsframe) to the

@@ -81,6 +81,7 @@ func Run(t *testing.T, f Factory) {
 		{name: "PresenceExpires", run: testPresenceExpires, pres: true},
 		{name: "SharedPresence", run: testSharedPresence, pres: true, shared: true},
 		{name: "NodeCounts", run: testNodeCounts, pres: true},
+		{name: "Members", run: testMembers, pres: true},
 	}
 	probe := f.New(t)
 	_, historian := probe.(broker.Historian)

@@ -47,17 +47,17 @@ func testPresence(t *testing.T, s *suite) {
 	}
 	a := broker.PresenceEntry{Client: "c1", User: "ann", Info: json.RawMessage(`{"name":"Ann"}`), Node: "n1"}
 	b := broker.PresenceEntry{Client: "c2", Node: "n1"}
-	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a, b}, time.Minute); err != nil {
+	if _, err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a, b}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// Setting again refreshes, it does not duplicate.
-	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a}, time.Minute); err != nil {
+	if _, err := p.SetPresence(ctx, ch, []broker.PresenceEntry{a}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if es := presenceOf(t, p, ch); !sameEntries(es, []broker.PresenceEntry{a, b}) {
 		t.Fatalf("presence %v, want %v", es, []broker.PresenceEntry{a, b})
 	}
-	if err := p.RemovePresence(ctx, ch, "c1", "unknown"); err != nil {
+	if _, err := p.RemovePresence(ctx, ch, "c1", "unknown"); err != nil {
 		t.Fatal(err)
 	}
 	if es := presenceOf(t, p, ch); !sameEntries(es, []broker.PresenceEntry{b}) {
@@ -72,10 +72,10 @@ func testPresenceExpires(t *testing.T, s *suite) {
 	p := presencer(t, s.node(t))
 	ch := channel(t, "x")
 	ctx := context.Background()
-	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "gone", Node: "dead"}}, 200*time.Millisecond); err != nil {
+	if _, err := p.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "gone", Node: "dead"}}, 200*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "stays", Node: "live"}}, time.Minute); err != nil {
+	if _, err := p.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "stays", Node: "live"}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	s.waitFor(t, "the unrefreshed entry to expire", func() bool {
@@ -90,10 +90,10 @@ func testSharedPresence(t *testing.T, s *suite) {
 	ctx := context.Background()
 	ea := broker.PresenceEntry{Client: "a1", Node: "A"}
 	eb := broker.PresenceEntry{Client: "b1", User: "bob", Node: "B"}
-	if err := pa.SetPresence(ctx, ch, []broker.PresenceEntry{ea}, time.Minute); err != nil {
+	if _, err := pa.SetPresence(ctx, ch, []broker.PresenceEntry{ea}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := pb.SetPresence(ctx, ch, []broker.PresenceEntry{eb}, time.Minute); err != nil {
+	if _, err := pb.SetPresence(ctx, ch, []broker.PresenceEntry{eb}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []broker.Presencer{pa, pb} {
@@ -145,4 +145,55 @@ func sameEntries(a, b []broker.PresenceEntry) bool {
 	return slices.EqualFunc(a, b, func(x, y broker.PresenceEntry) bool {
 		return x.Client == y.Client && x.User == y.User && x.Node == y.Node && bytes.Equal(x.Info, y.Info)
 	})
+}
+
+// A user is a member while one entry of theirs is in the channel: the calls
+// that change the entries report each arrival and departure once, on
+// whichever node makes it (both nodes of a shared backend count together).
+func testMembers(t *testing.T, s *suite) {
+	pa := presencer(t, s.node(t))
+	pb := pa
+	if s.f.Shared {
+		pb = presencer(t, s.node(t))
+	}
+	ch := channel(t, "m")
+	ctx := context.Background()
+	step := func(name string, got []string, err error, want ...string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("%s: %v, want %v", name, got, want)
+		}
+	}
+	got, err := pa.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "a1", User: "ann", Node: "A"}, {Client: "x", Node: "A"}}, time.Minute)
+	step("ann's first client joins", got, err, "ann")
+	got, err = pb.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "b1", User: "ann", Node: "B"}, {Client: "b2", User: "bob", Node: "B"}}, time.Minute)
+	step("ann's second client and bob join on another node", got, err, "bob")
+	got, err = pa.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "a1", User: "ann", Node: "A"}}, time.Minute)
+	step("a refresh", got, err)
+	got, err = pa.RemovePresence(ctx, ch, "a1", "x")
+	step("one of ann's clients leaves", got, err)
+	got, err = pb.RemovePresence(ctx, ch, "b1", "b1")
+	step("ann's last client leaves", got, err, "ann")
+	got, err = pa.SetPresence(ctx, ch, []broker.PresenceEntry{{Client: "c1", User: "cy", Node: "A"}}, 200*time.Millisecond)
+	step("cy joins on a node about to die", got, err, "cy")
+	var expired []string
+	s.waitFor(t, "cy's entry to expire", func() bool {
+		a, err := pa.ExpirePresence(ctx, ch)
+		b, errb := pb.ExpirePresence(ctx, ch)
+		if err != nil || errb != nil {
+			t.Fatal(err, errb)
+		}
+		expired = append(append(expired, a...), b...)
+		return len(expired) > 0
+	})
+	if !slices.Equal(expired, []string{"cy"}) {
+		t.Fatalf("expired members: %v, want cy once", expired)
+	}
+	if es := presenceOf(t, pa, ch); len(es) != 1 || es[0].User != "bob" {
+		t.Fatalf("presence after all that: %v, want bob's entry", es)
+	}
 }

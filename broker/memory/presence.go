@@ -14,11 +14,18 @@ var (
 )
 
 // presence holds the memory broker's presence and node counts. Expired
-// entries are dropped when read and by the janitor.
+// entries stay until ExpirePresence removes them (reads skip them), so
+// that each departure they make is reported once.
 type presence struct {
 	mu       sync.Mutex
-	channels map[string]map[string]presenceEntry // guarded by mu
-	nodes    map[string]nodeCounts               // guarded by mu
+	channels map[string]*presenceChannel // guarded by mu
+	nodes    map[string]nodeCounts       // guarded by mu
+}
+
+// presenceChannel is one channel's entries and the count of each user's.
+type presenceChannel struct {
+	entries map[string]presenceEntry
+	users   map[string]int
 }
 
 type presenceEntry struct {
@@ -31,45 +38,101 @@ type nodeCounts struct {
 	expires time.Time
 }
 
+// channel returns channel's presence, made when create is set (nil
+// otherwise when it has none). p.mu must be held.
+func (p *presence) channel(name string, create bool) *presenceChannel {
+	ch := p.channels[name]
+	if ch == nil && create {
+		if p.channels == nil {
+			p.channels = make(map[string]*presenceChannel)
+		}
+		ch = &presenceChannel{entries: make(map[string]presenceEntry), users: make(map[string]int)}
+		p.channels[name] = ch
+	}
+	return ch
+}
+
+// remove drops client's entry and reports the user it leaves with none.
+// p.mu must be held.
+func (p *presence) remove(name string, ch *presenceChannel, client string, left []string) []string {
+	e, ok := ch.entries[client]
+	if !ok {
+		return left
+	}
+	delete(ch.entries, client)
+	if u := e.User; u != "" {
+		if ch.users[u]--; ch.users[u] <= 0 {
+			delete(ch.users, u)
+			left = append(left, u)
+		}
+	}
+	if len(ch.entries) == 0 {
+		delete(p.channels, name)
+	}
+	return left
+}
+
 // SetPresence adds or refreshes entries of channel.
-func (b *Broker) SetPresence(ctx context.Context, channel string, entries []broker.PresenceEntry, ttl time.Duration) error {
+func (b *Broker) SetPresence(ctx context.Context, channel string, entries []broker.PresenceEntry, ttl time.Duration) ([]string, error) {
 	if b.closed.Load() {
-		return broker.ErrClosed
+		return nil, broker.ErrClosed
 	}
 	p := &b.presence
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.channels == nil {
-		p.channels = make(map[string]map[string]presenceEntry)
-	}
-	ch := p.channels[channel]
-	if ch == nil {
-		ch = make(map[string]presenceEntry)
-		p.channels[channel] = ch
-	}
+	ch := p.channel(channel, true)
 	exp := time.Now().Add(ttl)
+	var joined []string
 	for _, e := range entries {
-		ch[e.Client] = presenceEntry{e, exp}
+		if _, known := ch.entries[e.Client]; !known && e.User != "" {
+			if ch.users[e.User]++; ch.users[e.User] == 1 {
+				joined = append(joined, e.User)
+			}
+		}
+		ch.entries[e.Client] = presenceEntry{e, exp}
 	}
-	return nil
+	return joined, nil
 }
 
 // RemovePresence removes clients from channel.
-func (b *Broker) RemovePresence(ctx context.Context, channel string, clients ...string) error {
+func (b *Broker) RemovePresence(ctx context.Context, channel string, clients ...string) ([]string, error) {
 	if b.closed.Load() {
-		return broker.ErrClosed
+		return nil, broker.ErrClosed
 	}
 	p := &b.presence
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ch := p.channels[channel]
+	ch := p.channel(channel, false)
+	if ch == nil {
+		return nil, nil
+	}
+	var left []string
 	for _, c := range clients {
-		delete(ch, c)
+		left = p.remove(channel, ch, c, left)
 	}
-	if len(ch) == 0 {
-		delete(p.channels, channel)
+	return left, nil
+}
+
+// ExpirePresence removes channel's expired entries.
+func (b *Broker) ExpirePresence(ctx context.Context, channel string) ([]string, error) {
+	if b.closed.Load() {
+		return nil, broker.ErrClosed
 	}
-	return nil
+	p := &b.presence
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch := p.channel(channel, false)
+	if ch == nil {
+		return nil, nil
+	}
+	now := time.Now()
+	var left []string
+	for id, e := range ch.entries {
+		if now.After(e.expires) {
+			left = p.remove(channel, ch, id, left)
+		}
+	}
+	return left, nil
 }
 
 // Presence returns channel's unexpired entries.
@@ -80,14 +143,16 @@ func (b *Broker) Presence(ctx context.Context, channel string) ([]broker.Presenc
 	p := &b.presence
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	ch := p.channel(channel, false)
+	if ch == nil {
+		return nil, nil
+	}
 	now := time.Now()
 	var out []broker.PresenceEntry
-	for id, e := range p.channels[channel] {
-		if now.After(e.expires) {
-			delete(p.channels[channel], id)
-			continue
+	for _, e := range ch.entries {
+		if !now.After(e.expires) {
+			out = append(out, e.PresenceEntry)
 		}
-		out = append(out, e.PresenceEntry)
 	}
 	return out, nil
 }
@@ -129,17 +194,21 @@ func (b *Broker) ClusterChannels(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-// sweep drops expired entries; the janitor calls it.
+// sweep drops the channels whose every entry expired a long while ago (a
+// day): nobody sweeps them by ExpirePresence any more. The janitor calls
+// it.
 func (p *presence) sweep(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for name, ch := range p.channels {
-		for id, e := range ch {
-			if now.After(e.expires) {
-				delete(ch, id)
+		stale := true
+		for _, e := range ch.entries {
+			if now.Sub(e.expires) < 24*time.Hour {
+				stale = false
+				break
 			}
 		}
-		if len(ch) == 0 {
+		if stale {
 			delete(p.channels, name)
 		}
 	}

@@ -31,6 +31,7 @@ func (s *stream) append(m broker.Message, size int, expiry time.Time) broker.Pos
 	}
 	s.offset++
 	m.Pos = broker.Position{Epoch: s.epoch, Offset: s.offset}
+	m.Skip = "" // history is read by everyone, the sender included
 	if len(s.ring) < s.size {
 		s.ring = append(s.ring, m)
 	} else {

@@ -26,6 +26,7 @@ func (k keyspace) meta(c string) string           { return k.prefix + "{" + c + 
 func (k keyspace) idem(c, key string) string      { return k.prefix + "{" + c + "}:i:" + key }
 func (k keyspace) presence(c string) string       { return k.prefix + "{" + c + "}:p" }
 func (k keyspace) presenceExpiry(c string) string { return k.prefix + "{" + c + "}:pz" }
+func (k keyspace) presenceUsers(c string) string  { return k.prefix + "{" + c + "}:pu" }
 
 // node is the key of one node's channel counts; nodePattern matches every
 // node's.

@@ -17,45 +17,86 @@ var (
 	_ broker.NodeCounter = (*Broker)(nil)
 )
 
-// Presence keys of a channel: a hash client -> {"u":user,"i":info,"n":node} and a
-// sorted set client -> expiry (Redis time, ms). Both keys also expire as a
-// whole when no node refreshes them.
+// Presence keys of a channel: a hash client -> {"u":user,"i":info,"n":node},
+// a sorted set client -> expiry (Redis time, ms), and a hash user -> how
+// many of the user's entries the first holds. The three also expire as a
+// whole when no node refreshes them. Expired entries stay until
+// expirePresenceLua removes them, so that each departure is reported once.
 
-// setPresenceLua adds or refreshes entries. KEYS: hash, zset. ARGV: ttl in
-// ms, then client and value pairs.
+// setPresenceLua adds or refreshes entries. KEYS: hash, zset, users.
+// ARGV: ttl in ms, then client, value and user triples. It returns the
+// users who had no entry before.
 const setPresenceLua = `
 local t = redis.call('TIME')
 local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
+local joined = {}
+for i = 2, #ARGV, 3 do
+  if ARGV[i + 2] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
+    if redis.call('HINCRBY', KEYS[3], ARGV[i + 2], 1) == 1 then
+      joined[#joined + 1] = ARGV[i + 2]
+    end
+  end
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[2], exp, ARGV[i])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return 1
+-- The keys outlive their longest-lived entry: a short ttl given for one
+-- entry must not cut the others'.
+for k = 1, 3 do
+  if redis.call('PTTL', KEYS[k]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[k], ARGV[1]) end
+end
+return joined
 `
 
-// presenceLua drops expired entries and returns the rest as HGETALL does.
-// KEYS: hash, zset.
+// removeLua is the part of the scripts below that removes one client's
+// entry and counts its user down, adding the user to left at zero.
+const removeLua = `
+local function remove(client, left)
+  local v = redis.call('HGET', KEYS[1], client)
+  if not v then return end
+  redis.call('HDEL', KEYS[1], client)
+  redis.call('ZREM', KEYS[2], client)
+  local ok, e = pcall(cjson.decode, v)
+  if ok and type(e) == 'table' and type(e.u) == 'string' and e.u ~= '' then
+    if redis.call('HINCRBY', KEYS[3], e.u, -1) <= 0 then
+      redis.call('HDEL', KEYS[3], e.u)
+      left[#left + 1] = e.u
+    end
+  end
+end
+`
+
+// removePresenceLua removes clients. KEYS: hash, zset, users. ARGV:
+// clients. It returns the users left with no entry.
+const removePresenceLua = removeLua + `
+local left = {}
+for i = 1, #ARGV do remove(ARGV[i], left) end
+return left
+`
+
+// expirePresenceLua removes the expired entries. KEYS: hash, zset, users.
+// It returns the users left with no entry.
+const expirePresenceLua = removeLua + `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local left = {}
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do remove(client, left) end
+return left
+`
+
+// presenceLua returns the unexpired entries as HGETALL does. KEYS: hash,
+// zset.
 const presenceLua = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for i = 1, #expired, 500 do
-  redis.call('HDEL', KEYS[1], unpack(expired, i, math.min(i + 499, #expired)))
+local out = {}
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')) do
+  local v = redis.call('HGET', KEYS[1], client)
+  if v then
+    out[#out + 1] = client
+    out[#out + 1] = v
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-return redis.call('HGETALL', KEYS[1])
-`
-
-// removePresenceLua removes clients. KEYS: hash, zset. ARGV: clients.
-const removePresenceLua = `
-for i = 1, #ARGV, 500 do
-  local part = {unpack(ARGV, i, math.min(i + 499, #ARGV))}
-  redis.call('HDEL', KEYS[1], unpack(part))
-  redis.call('ZREM', KEYS[2], unpack(part))
-end
-return 1
+return out
 `
 
 // setNodeLua replaces a node's counts. KEYS: node hash. ARGV: ttl in ms,
@@ -73,6 +114,7 @@ var (
 	setPresenceScript    = rueidis.NewLuaScript(setPresenceLua)
 	presenceScript       = rueidis.NewLuaScript(presenceLua)
 	removePresenceScript = rueidis.NewLuaScript(removePresenceLua)
+	expirePresenceScript = rueidis.NewLuaScript(expirePresenceLua)
 	setNodeScript        = rueidis.NewLuaScript(setNodeLua)
 )
 
@@ -82,44 +124,56 @@ type presenceValue struct {
 	Node string          `json:"n"`
 }
 
+// presenceKeys are the keys of channel's presence, in the scripts' order.
+func (b *Broker) presenceKeys(channel string) []string {
+	return []string{b.keys.presence(channel), b.keys.presenceExpiry(channel), b.keys.presenceUsers(channel)}
+}
+
 // SetPresence adds or refreshes entries of channel (see broker.Presencer).
-func (b *Broker) SetPresence(ctx context.Context, channel string, entries []broker.PresenceEntry, ttl time.Duration) error {
+func (b *Broker) SetPresence(ctx context.Context, channel string, entries []broker.PresenceEntry, ttl time.Duration) ([]string, error) {
 	if err := b.usable(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(entries) == 0 {
-		return nil
+		return nil, nil
 	}
-	args := make([]string, 0, 1+2*len(entries))
+	args := make([]string, 0, 1+3*len(entries))
 	args = append(args, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10))
 	for _, e := range entries {
 		v, _ := json.Marshal(presenceValue{User: e.User, Info: e.Info, Node: e.Node})
-		args = append(args, e.Client, string(v))
+		args = append(args, e.Client, string(v), e.User)
 	}
-	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	keys := []string{b.keys.presence(channel), b.keys.presenceExpiry(channel)}
-	if err := setPresenceScript.Exec(cctx, b.client, keys, args).Error(); err != nil {
-		return b.fail(ctx, "set presence", channel, err)
-	}
-	return nil
+	return b.presenceScript(ctx, "set presence", channel, setPresenceScript, args)
 }
 
 // RemovePresence removes clients from channel (see broker.Presencer).
-func (b *Broker) RemovePresence(ctx context.Context, channel string, clients ...string) error {
+func (b *Broker) RemovePresence(ctx context.Context, channel string, clients ...string) ([]string, error) {
 	if err := b.usable(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(clients) == 0 {
-		return nil
+		return nil, nil
 	}
+	return b.presenceScript(ctx, "remove presence", channel, removePresenceScript, clients)
+}
+
+// ExpirePresence removes channel's expired entries (see broker.Presencer).
+func (b *Broker) ExpirePresence(ctx context.Context, channel string) ([]string, error) {
+	if err := b.usable(); err != nil {
+		return nil, err
+	}
+	return b.presenceScript(ctx, "expire presence", channel, expirePresenceScript, nil)
+}
+
+// presenceScript runs one of the presence scripts that return users.
+func (b *Broker) presenceScript(ctx context.Context, op, channel string, script *rueidis.Lua, args []string) ([]string, error) {
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	keys := []string{b.keys.presence(channel), b.keys.presenceExpiry(channel)}
-	if err := removePresenceScript.Exec(cctx, b.client, keys, clients).Error(); err != nil {
-		return b.fail(ctx, "remove presence", channel, err)
+	users, err := script.Exec(cctx, b.client, b.presenceKeys(channel), args).AsStrSlice()
+	if err != nil {
+		return nil, b.fail(ctx, op, channel, err)
 	}
-	return nil
+	return users, nil
 }
 
 // Presence returns channel's unexpired entries (see broker.Presencer).
