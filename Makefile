@@ -49,14 +49,21 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzFrameSequence -fuzztime=$(FUZZN_FRAMES) ./transport
 
-test-js: clients/js/node_modules
+test-js: clients/js/node_modules clients/pusher-compat/node_modules
 	cd clients/js && npm test
+	cd clients/pusher-compat && npm test
 
 # The JavaScript tests' dependencies (ws, playwright-core), installed on
 # first use from the lock file; the Go e2e chaos test runs the JS client in
 # Node too.
 clients/js/node_modules: clients/js/package-lock.json
 	cd clients/js && npm ci --no-audit --no-fund
+	touch $@
+
+# The real Pusher clients and server SDK (pusher-js, laravel-echo, pusher)
+# that judge the Pusher dialect.
+clients/pusher-compat/node_modules: clients/pusher-compat/package-lock.json
+	cd clients/pusher-compat && npm ci --no-audit --no-fund
 	touch $@
 
 bench:
@@ -72,5 +79,5 @@ bench-compare:
 check: fmt-check lint test
 
 # tools installs what lint and the JavaScript tests need.
-tools: clients/js/node_modules
+tools: clients/js/node_modules clients/pusher-compat/node_modules
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

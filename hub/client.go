@@ -133,7 +133,6 @@ func (c *Client) User() string {
 	return c.user
 }
 
-
 // Attach gives the client its transport and starts writing whatever was
 // queued before it (the welcome frame, or messages of a raw connection's
 // channel).
@@ -406,6 +405,9 @@ func (c *Client) Finish() {
 	c.queue, c.spare = nil, nil
 	c.mu.Unlock()
 	c.hub.unregister(c)
+	if n, ok := c.dialect.(ClosedNotifier); ok {
+		n.ClientClosed(c)
+	}
 }
 
 // Allow takes one token from the client's bucket for a frame it sent:

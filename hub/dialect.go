@@ -38,6 +38,13 @@ type Dialect interface {
 	HandleBinary(c *Client, payload []byte)
 }
 
+// ClosedNotifier may be implemented by a Dialect that keeps count of its
+// connections: ClientClosed is called once for each of its clients, when
+// the client is finished.
+type ClosedNotifier interface {
+	ClientClosed(c *Client)
+}
+
 // Event is what the hub tells clients beside messages: a channel's join
 // and leave events (which cross the broker as this JSON), and the
 // unsubscribed event of a subscription the server ended.
@@ -48,6 +55,9 @@ type Event struct {
 	User    string          `json:"user,omitempty"`
 	Info    json.RawMessage `json:"info,omitempty"`
 	Reason  string          `json:"reason,omitempty"` // unsubscribed only
+	// Skip names a client (id or alias) that must not get the event: the
+	// member whose arrival it announces, say.
+	Skip string `json:"skip,omitempty"`
 }
 
 // maxDialects is how many dialects one hub serves; fan-out keeps one

@@ -43,6 +43,9 @@ type Config struct {
 	// Authorizer decides what each client may do on each channel, on every
 	// request. Default: the namespace options' rules decide.
 	Authorizer Authorizer
+	// Guard, when set, wraps the Authorizer: a dialect's own rules in
+	// front of the node's (the Pusher apps' private channels, say).
+	Guard func(next Authorizer) Authorizer
 	// DefaultRule is the rule of namespaces whose options set none.
 	// Default RulePublic; a node that checks tokens sets
 	// RuleAuthenticated, so that public must be asked for.
@@ -252,6 +255,9 @@ func New(cfg Config) (*Hub, error) {
 	if h.auth == nil {
 		h.auth = namespaceRules{h}
 	}
+	if cfg.Guard != nil {
+		h.auth = cfg.Guard(h.auth)
+	}
 	h.releases.wake = make(chan struct{}, 1)
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
@@ -453,12 +459,13 @@ func WithIdempotencyKey(key string) PublishOption {
 type ReplyFunc func(pos broker.Position, recovered *bool) []byte
 
 // subscribe adds c to channel's subscribers, subscribing the broker first
-// when c is the channel's first local subscriber. The reply (when reply is
-// not nil) is queued to c in the same step, so no message of the channel
-// reaches c before it. On a channel with history, the reply carries the
-// channel's position, and with since the messages after since are queued
-// right after it, then the live ones, with no gap and no duplicate.
-func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *broker.Position, reply ReplyFunc) error {
+// when c is the channel's first local subscriber. The reply (when o.Reply
+// is not nil) is queued to c in the same step, so no message of the
+// channel reaches c before it. On a channel with history, the reply
+// carries the channel's position, and with o.Since (or o.Last) the
+// messages after since (or the newest Last) are queued right after it,
+// then the live ones, with no gap and no duplicate.
+func (h *Hub) subscribe(ctx context.Context, c *Client, name string, o SubscribeOptions) error {
 	if h.closing.Load() {
 		return ErrClosing
 	}
@@ -472,12 +479,12 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, since *brok
 	}
 	if opts.HistorySize <= 0 || h.hist == nil {
 		sh.mu.Lock()
-		h.joinLocked(ch, c, reply, broker.Position{}, nil)
+		h.joinLocked(ch, c, o.Reply, broker.Position{}, nil)
 		sh.mu.Unlock()
 		h.joined(ctx, c, name, opts)
 		return nil
 	}
-	if err := h.subscribeWithHistory(ctx, sh, name, ch, c, since, reply, opts); err != nil {
+	if err := h.subscribeWithHistory(ctx, sh, name, ch, c, o, opts); err != nil {
 		return err
 	}
 	h.joined(ctx, c, name, opts)
@@ -516,10 +523,15 @@ func (h *Hub) subscribeBroker(ctx context.Context, sh *shard, name string, ch *c
 
 // subscribeWithHistory reads the channel's history while its live messages
 // are held for c, then queues, in this order, the reply with the position
-// read, the messages after since (when recovering), and the held messages
-// newer than the position, and makes c a live subscriber. The caller holds
-// name's stripe lock.
-func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, ch *channel, c *Client, since *broker.Position, reply ReplyFunc, opts NamespaceOptions) error {
+// read, the messages after o.Since (when recovering) or the newest o.Last,
+// and the held messages newer than the position, and makes c a live
+// subscriber. The caller holds name's stripe lock.
+func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, ch *channel, c *Client, o SubscribeOptions, opts NamespaceOptions) error {
+	since, reply := o.Since, o.Reply
+	limit := opts.HistorySize
+	if since == nil && o.Last > 0 {
+		limit = min(o.Last, opts.HistorySize)
+	}
 	p := &pending{}
 	sh.mu.Lock()
 	if ch.pending == nil {
@@ -527,7 +539,7 @@ func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, 
 	}
 	ch.pending[c] = p
 	sh.mu.Unlock()
-	res, err := h.hist.History(ctx, name, broker.HistoryRequest{Since: since, Limit: opts.HistorySize}, opts.publishOptions())
+	res, err := h.hist.History(ctx, name, broker.HistoryRequest{Since: since, Limit: limit}, opts.publishOptions())
 
 	sh.mu.Lock()
 	delete(ch.pending, c)
@@ -541,11 +553,15 @@ func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, 
 	}
 	var recovered *bool
 	var before []broker.Message
-	if since != nil {
+	switch {
+	case since != nil:
 		recovered = &res.Recovered
 		if res.Recovered {
 			before = res.Messages
 		}
+	case o.Last > 0:
+		found := len(res.Messages) > 0
+		recovered, before = &found, res.Messages
 	}
 	for _, m := range p.held {
 		if m.Pos.Epoch == res.Pos.Epoch && m.Pos.Offset <= res.Pos.Offset {

@@ -72,6 +72,10 @@ func (c *Client) Refresh(token string) (Identity, error) {
 	return id, nil
 }
 
+// SetIdentity makes the client id, for a dialect that authenticates its
+// clients itself (a Pusher sign-in). It must be called from the reader.
+func (c *Client) SetIdentity(id Identity) { c.setIdentity(id) }
+
 // checkGrant checks a subscription token for channel: it must name the
 // client's user and this channel.
 func (c *Client) checkGrant(token, channel string) error {

@@ -55,7 +55,9 @@ func (h *Hub) joined(ctx context.Context, c *Client, name string, opts Namespace
 			h.log.Warn("cannot set presence", "channel", name, "err", err)
 		}
 		if opts.Members && len(joined) > 0 {
-			h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info})
+			// Not to the member's own client: it learns the members from
+			// its subscribe reply.
+			h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info, Skip: c.id})
 		}
 	}
 	if opts.JoinLeave {
@@ -108,6 +110,9 @@ func (h *Hub) handleEvent(name string, m broker.Message) {
 	var frames [maxDialects][]byte
 	var done uint8
 	for _, c := range ch.subs {
+		if e.Skip != "" && (e.Skip == c.id || e.Skip == c.alias) {
+			continue
+		}
 		if done&(1<<c.di) == 0 {
 			frames[c.di] = c.dialect.EventFrame(e)
 			done |= 1 << c.di

@@ -1,8 +1,8 @@
 package hub
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/switchboard-rt/switchboard/broker"
@@ -41,6 +41,11 @@ type SubscribeOptions struct {
 	// presence, in place of its identity (a Pusher presence channel's
 	// channel_data).
 	Member *Member
+	// Last, on a channel with history, queues the newest Last messages of
+	// its history after the reply and before the live ones (a Pusher cache
+	// channel's last event); the reply's recovered says whether there was
+	// any.
+	Last int
 }
 
 // Member is who a client is in one channel's presence.
@@ -87,7 +92,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, o SubscribeOptio
 	}
 	c.subs[channel] = o.Member
 	c.mu.Unlock()
-	if err := c.hub.subscribe(ctx, c, channel, o.Since, o.Reply); err != nil {
+	if err := c.hub.subscribe(ctx, c, channel, o); err != nil {
 		c.leave(channel)
 		return err
 	}
@@ -179,6 +184,13 @@ func (c *Client) SetAlias(alias string) {
 // skips reports whether m must not go to c.
 func (c *Client) skips(m *broker.Message) bool {
 	return m.Skip != "" && (m.Skip == c.id || m.Skip == c.alias)
+}
+
+// MemberOf returns the user the client is in channel's presence (its
+// subscription's Member, or its identity's user).
+func (c *Client) MemberOf(channel string) string {
+	u, _ := c.member(channel)
+	return u
 }
 
 // member returns who the client is in channel's presence, from any

@@ -11,8 +11,12 @@ import (
 // CR or LF in it must not start a forged log line.
 func TestErrorLogEscapesControlCharacters(t *testing.T) {
 	for _, handler := range []func(*bytes.Buffer) slog.Handler{
-		func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}) },
-		func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}) },
+		func(b *bytes.Buffer) slog.Handler {
+			return slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})
+		},
+		func(b *bytes.Buffer) slog.Handler {
+			return slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})
+		},
 	} {
 		var b bytes.Buffer
 		l := newErrorLog(slog.New(handler(&b)))

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/native"
 	"github.com/switchboard-rt/switchboard/protocol"
+	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/raw"
 	"github.com/switchboard-rt/switchboard/transport"
 )
@@ -75,6 +76,9 @@ type Config struct {
 	// for any user, granting every channel, signed with this secret (which
 	// the Verifier must accept). For local development and the demo only.
 	DevTokenSecret []byte
+	// Pusher, when set, serves these Pusher apps: their clients on
+	// /app/{key} and their HTTP API on /apps/{id}/...
+	Pusher []pusher.App
 	// MaxConnections, MaxConnectionsPerIP and TrustedProxies bound the
 	// WebSocket connections (see transport.Config).
 	MaxConnections, MaxConnectionsPerIP int
@@ -124,16 +128,18 @@ func (l *HTTPLimits) setDefaults() {
 
 // Server is one switchboard node.
 type Server struct {
-	cfg     Config
-	hub     *hub.Hub
-	ws      *transport.Server
-	native  *native.Dialect
-	raw     *raw.Dialect
-	api     *httpapi.Handler
-	origins transport.OriginPolicy
-	web     http.Handler
-	log     *slog.Logger
-	httpS   *http.Server
+	cfg       Config
+	hub       *hub.Hub
+	ws        *transport.Server
+	native    *native.Dialect
+	raw       *raw.Dialect
+	pusher    *pusher.Dialect
+	pusherAPI *pusher.API
+	api       *httpapi.Handler
+	origins   transport.OriginPolicy
+	web       http.Handler
+	log       *slog.Logger
+	httpS     *http.Server
 }
 
 // New returns a Server; call Start before serving.
@@ -163,6 +169,14 @@ func New(cfg Config) (*Server, error) {
 			cfg.Hub.AuthTimeout = cfg.AuthTimeout
 		}
 	}
+	var apps *pusher.Apps
+	if len(cfg.Pusher) > 0 {
+		var err error
+		if apps, err = pusher.NewApps(cfg.Pusher); err != nil {
+			return nil, err
+		}
+		cfg.Hub.ChannelOptions, cfg.Hub.Guard = apps.ChannelOptions, apps.Guard
+	}
 	if len(cfg.DevTokenSecret) > 0 && cfg.Verifier == nil {
 		return nil, errors.New("server: DevTokenSecret needs a Verifier that accepts its tokens")
 	}
@@ -189,11 +203,17 @@ func New(cfg Config) (*Server, error) {
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
 		TrustedProxies:      cfg.TrustedProxies,
 	})
+	metrics := []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics}
+	if apps != nil {
+		s.pusher = pusher.New(pusher.Config{Apps: apps, NodeID: h.NodeID(), Logger: cfg.Logger})
+		s.pusherAPI = pusher.NewAPI(apps, h)
+		metrics = append(metrics, s.pusher.Metrics)
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Hub:             h,
 		APIKey:          cfg.APIKey,
 		MaxMessageBytes: cfg.MaxMessageBytes,
-		Metrics:         []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics},
+		Metrics:         metrics,
 	})
 	s.httpS = &http.Server{
 		Handler:           s,
@@ -238,6 +258,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == "/ws":
 		s.ws.Serve(w, r, s.native)
+	case strings.HasPrefix(p, "/app/") && s.pusher != nil:
+		s.ws.Serve(w, r, s.pusher)
+	case strings.HasPrefix(p, "/apps/") && s.pusherAPI != nil:
+		s.pusherAPI.ServeHTTP(w, r)
 	case strings.HasPrefix(p, "/raw/"), p == "/" && transport.IsUpgrade(r):
 		s.ws.Serve(w, r, s.raw)
 	case strings.HasPrefix(p, "/api/"):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/pusher"
 )
 
 // The configuration file (--config) holds any option by its key, and the
@@ -122,6 +124,10 @@ func loadFile(path string, s *settings, opts []*option) error {
 			if err := loadNamespaces(path, v, s); err != nil {
 				return err
 			}
+		case k.Value == "pusher":
+			if err := loadPusher(path, v, s); err != nil {
+				return err
+			}
 		case o == nil || o.key() == "config":
 			return fileError(path, k, k.Value, "no such option"+nearest(k.Value, keysOf(opts)))
 		default:
@@ -192,11 +198,66 @@ func loadNamespace(path, name string, n *yaml.Node, o *hub.NamespaceOptions) err
 }
 
 func keysOf(opts []*option) []string {
-	var out []string
+	out := []string{"namespaces", "pusher"}
 	for _, o := range opts {
-		out = append(out, o.key(), "namespaces")
+		out = append(out, o.key())
 	}
 	return out
+}
+
+// pusherKeys are the keys of a Pusher app in the file, and of a webhook.
+var (
+	pusherAppKeys     = []string{"id", "key", "secret", "client_events", "max_connections", "allowed_origins", "webhooks"}
+	pusherWebhookKeys = []string{"url", "events"}
+)
+
+// loadPusher reads pusher: {apps: [{id, key, secret, ...}]}.
+func loadPusher(path string, n *yaml.Node, s *settings) error {
+	if err := onlyKeys(path, "pusher", n, []string{"apps"}); err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		apps := n.Content[i+1]
+		if apps.Kind != yaml.SequenceNode {
+			return fileError(path, apps, "pusher.apps", "want a list of apps, like - {id: app1, key: k, secret: s}")
+		}
+		for j, app := range apps.Content {
+			where := fmt.Sprintf("pusher.apps[%d]", j)
+			if err := onlyKeys(path, where, app, pusherAppKeys); err != nil {
+				return err
+			}
+			for k := 0; k+1 < len(app.Content); k += 2 {
+				if app.Content[k].Value != "webhooks" {
+					continue
+				}
+				for w, hook := range app.Content[k+1].Content {
+					if err := onlyKeys(path, fmt.Sprintf("%s.webhooks[%d]", where, w), hook, pusherWebhookKeys); err != nil {
+						return err
+					}
+				}
+			}
+			var a pusher.App
+			if err := app.Decode(&a); err != nil {
+				return fileError(path, app, where, strings.TrimPrefix(err.Error(), "yaml: "))
+			}
+			s.pusherApps = append(s.pusherApps, a)
+		}
+	}
+	return nil
+}
+
+// onlyKeys checks that n is a mapping whose keys are among known.
+func onlyKeys(path, where string, n *yaml.Node, known []string) error {
+	if n.Kind != yaml.MappingNode {
+		return fileError(path, n, where, "want keys: "+strings.Join(known, ", "))
+	}
+	for i := 0; i < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !slices.Contains(known, k.Value) {
+			return fileError(path, k, where+"."+k.Value, "no such key"+nearest(k.Value, known)+"; want "+strings.Join(known, ", "))
+		}
+	}
+	return nil
 }
 
 func nsKeys() []string {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker/brokers"
+	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/web"
 )
@@ -186,6 +187,13 @@ func (s *settings) security(log *slog.Logger) error {
 			prefix = netip.PrefixFrom(addr, addr.BitLen())
 		}
 		s.srv.TrustedProxies = append(s.srv.TrustedProxies, prefix)
+	}
+	s.srv.Pusher = s.pusherApps
+	if a := s.pusherApp; a.ID != "" || a.Key != "" || a.Secret != "" {
+		if a.ID == "" || a.Key == "" || a.Secret == "" {
+			return errors.New("--pusher-app-id, --pusher-key and --pusher-secret go together")
+		}
+		s.srv.Pusher = append([]pusher.App{a}, s.srv.Pusher...)
 	}
 	cfg := auth.Config{Issuer: s.jwtIssuer, Audience: s.jwtAudience, Logger: log.With("component", "auth")}
 	sources := 0

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/raw"
 	"github.com/switchboard-rt/switchboard/server"
 	"github.com/switchboard-rt/switchboard/transport"
@@ -31,6 +32,8 @@ type settings struct {
 	jwtAudience     string
 	devTokenSecret  string
 	trustedProxies  []string
+	pusherApp       pusher.App // from the flags; used when it has an id
+	pusherApps      []pusher.App
 }
 
 // option is one setting of the binary, declared once: its flag
@@ -108,6 +111,10 @@ func declare(s *settings) []*option {
 		intOpt(&s.srv.MaxConnections, "max-connections", 0, "most WebSocket connections this node holds; more are refused with 503 and Retry-After; 0 sets no limit"),
 		intOpt(&s.srv.MaxConnectionsPerIP, "max-connections-per-ip", 0, "most WebSocket connections from one client address; 0 sets no limit"),
 		listOpt(&s.trustedProxies, "trusted-proxies", "comma-separated addresses or CIDRs of the proxies whose X-Forwarded-For names the client (for --max-connections-per-ip)"),
+		stringOpt(&s.pusherApp.ID, "pusher-app-id", "", "serve a Pusher app with this id (its channels are the namespace of that name): pusher-js and Laravel Echo connect to /app/KEY, Pusher server SDKs call /apps/ID/..."),
+		stringOpt(&s.pusherApp.Key, "pusher-key", "", "the Pusher app's key (public)"),
+		secretOpt(stringOpt(&s.pusherApp.Secret, "pusher-secret", "", "the Pusher app's secret: it signs channel authorizations, sign-ins and API requests")),
+		boolOpt(&s.pusherApp.ClientEvents, "pusher-client-events", "let the Pusher app's clients send client-* events on private and presence channels"),
 		stringOpt(&s.debugAddr, "debug-addr", "", "address of a separate listener serving Go's profiler at /debug/pprof/; keep it private; empty serves none"),
 		withDefault(stringOpt(&h.NodeID, "node-id", "", "this node's id in welcome frames and client ids"), "random"),
 		stringOpt(&s.logFormat, "log-format", "text", "log format: text or json"),
