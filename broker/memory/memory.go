@@ -210,7 +210,7 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 		return broker.Position{}, nil
 	}
 	defer b.release(ch)
-	m := broker.Message{Channel: name, Data: data}
+	m := broker.Message{Channel: name, Data: data, Binary: opts.Binary}
 	now := time.Now()
 	if key := opts.IdempotencyKey; key != "" {
 		if e, ok := ch.idem[key]; ok && now.Before(e.expires) {
