@@ -9,9 +9,13 @@ import (
 type Message struct {
 	// Channel is the channel the message was published to.
 	Channel string
-	// Data is the message body: one JSON value, exactly as published.
-	// Receivers must treat it as read-only; it may be shared.
+	// Data is the message body, exactly as published: one JSON value, or
+	// any bytes when Binary is set. Receivers must treat it as read-only;
+	// it may be shared.
 	Data []byte
+	// Binary tells that Data is binary data (a raw client's binary frame),
+	// not JSON. A broker carries it through delivery and history.
+	Binary bool
 	// Pos is the message's place in the channel's history. It is zero when
 	// the channel keeps no history.
 	Pos Position
@@ -49,6 +53,9 @@ type PublishOptions struct {
 	IdempotencyKey string
 	// IdempotencyTTL is how long a key is remembered. Zero means 5 minutes.
 	IdempotencyTTL time.Duration
+	// Binary publishes data as binary data rather than JSON: it is
+	// delivered, and kept in history, with Message.Binary set.
+	Binary bool
 	// Skip names a client that must not receive the message; it travels
 	// with the message (Message.Skip) but is not kept in history.
 	Skip string
@@ -105,8 +112,8 @@ type Broker interface {
 	// method. The broker's goroutines run until Close.
 	Start(ctx context.Context, h Handler) error
 
-	// Publish sends data, one JSON value, to every node subscribed to the
-	// channel, this one included. A nil error means the broker has taken the
+	// Publish sends data, one JSON value (any bytes with opts.Binary), to
+	// every node subscribed to the channel, this one included. A nil error means the broker has taken the
 	// message; the error wraps ErrUnavailable when the broker cannot be
 	// reached (see ErrUnavailable for when it may still have taken the
 	// message). The returned

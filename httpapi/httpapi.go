@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -216,12 +217,17 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type message struct {
-		Offset uint64          `json:"offset"`
-		Data   json.RawMessage `json:"data"`
+		Offset   uint64          `json:"offset"`
+		Data     json.RawMessage `json:"data"`
+		Encoding string          `json:"encoding,omitempty"` // "base64" for binary data, as in the native reply
 	}
 	msgs := make([]message, len(res.Messages))
 	for i, m := range res.Messages {
-		msgs[i] = message{m.Pos.Offset, m.Data}
+		msgs[i] = message{Offset: m.Pos.Offset, Data: m.Data}
+		if m.Binary {
+			msgs[i].Data = protocol.AppendString(nil, base64.StdEncoding.EncodeToString(m.Data))
+			msgs[i].Encoding = "base64"
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"epoch": res.Pos.Epoch, "offset": res.Pos.Offset, "messages": msgs})
 }

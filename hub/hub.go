@@ -380,7 +380,8 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 	h.stats.messagesDelivered.Add(delivered)
 }
 
-// Publish publishes data, one JSON value, to channel through the broker,
+// Publish publishes data, one JSON value (any bytes with AsBinary), to
+// channel through the broker,
 // with the history options of the channel's namespace. It returns the
 // message's position (zero without history). It asks no Authorizer: it is
 // the HTTP API's and the embedding program's verb (clients publish with
@@ -453,6 +454,13 @@ func WithSkip(client string) PublishOption {
 func WithIdempotencyKey(key string) PublishOption {
 	return func(o *broker.PublishOptions) { o.IdempotencyKey = key }
 }
+
+// AsBinary publishes the data as binary data, any bytes rather than one
+// JSON value: subscribers receive it with broker.Message.Binary set (a raw
+// client as a binary frame, a native one as base64), and so does history.
+func AsBinary() PublishOption { return asBinary }
+
+func asBinary(o *broker.PublishOptions) { o.Binary = true }
 
 // ReplyFunc builds a subscribe reply from the channel's position and, for
 // a subscribe with since, whether everything missed was recovered.

@@ -130,8 +130,9 @@ func (c *Client) Subscribed(channel string) bool {
 	return ok
 }
 
-// Publish publishes data, one JSON value, to channel for the client, if the
-// Authorizer lets it (a refusal is counted); see Hub.Publish.
+// Publish publishes data, one JSON value (any bytes with AsBinary), to
+// channel for the client, if the Authorizer lets it (a refusal is counted);
+// see Hub.Publish.
 func (c *Client) Publish(ctx context.Context, channel string, data []byte, options ...PublishOption) (broker.Position, error) {
 	if err := c.authorize(ActionPublish, channel); err != nil {
 		c.hub.stats.publishForbidden.Add(1)

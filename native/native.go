@@ -40,10 +40,15 @@ func (*Dialect) Accept(_ context.Context, _ *http.Request, c *hub.Client) error 
 	return nil
 }
 
-// MessageFrame encodes a message event.
+// MessageFrame encodes a message event; binary data as base64, with
+// "encoding":"base64".
 func (*Dialect) MessageFrame(m broker.Message) []byte {
-	b := wsframe.Start(len(m.Data) + len(m.Channel) + 64)
-	b = protocol.AppendMessage(b, m.Channel, m.Data, wirePosition(m.Pos))
+	size := len(m.Data)
+	if m.Binary {
+		size = (size+2)/3*4 + 22
+	}
+	b := wsframe.Start(size + len(m.Channel) + 64)
+	b = protocol.AppendMessage(b, m.Channel, m.Data, m.Binary, wirePosition(m.Pos))
 	return wsframe.Finish(b, wsframe.OpText)
 }
 
@@ -97,7 +102,9 @@ func (d *Dialect) HandleText(c *hub.Client, payload []byte) {
 	}
 }
 
-// HandleBinary answers a binary frame: the native dialect is text only.
+// HandleBinary answers a binary frame with bad_request: native clients
+// send JSON in text frames. (They receive binary data other dialects
+// publish, as base64.)
 func (*Dialect) HandleBinary(c *hub.Client, _ []byte) {
 	replyError(c, 0, protocol.Errorf(protocol.CodeBadRequest, "binary frames are not supported; send JSON in text frames"))
 }
@@ -143,7 +150,10 @@ func history(c *hub.Client, req protocol.Request) {
 		return
 	}
 	reply(c, protocol.AppendHistoryReply(replyStart(), req.ID, wirePosition(res.Pos), len(res.Messages),
-		func(i int) (uint64, []byte) { return res.Messages[i].Pos.Offset, res.Messages[i].Data }))
+		func(i int) (uint64, []byte, bool) {
+			m := &res.Messages[i]
+			return m.Pos.Offset, m.Data, m.Binary
+		}))
 }
 
 func presence(c *hub.Client, req protocol.Request) {

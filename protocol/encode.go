@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/base64"
 	"strconv"
 	"unicode/utf8"
 )
@@ -40,22 +41,23 @@ func AppendPositionReply(b []byte, id uint64, pos Position, recovered *bool) []b
 }
 
 // AppendHistoryReply appends a history reply: the channel's position and n
-// messages, oldest first; at(i) returns the offset and data of message i.
-func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int) (offset uint64, data []byte)) []byte {
+// messages, oldest first; at(i) returns the offset and data of message i,
+// and whether the data is binary (see AppendData).
+func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int) (offset uint64, data []byte, binary bool)) []byte {
 	b = appendReplyStart(b, id)
 	if pos.Epoch != "" {
 		b = appendPosition(b, pos)
 	}
 	b = append(b, `,"messages":[`...)
 	for i := range n {
-		off, data := at(i)
+		off, data, binary := at(i)
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"offset":`...)
 		b = strconv.AppendUint(b, off, 10)
 		b = append(b, `,"data":`...)
-		b = append(b, data...)
+		b = AppendData(b, data, binary)
 		b = append(b, '}')
 	}
 	return append(b, `]}`...)
@@ -112,13 +114,26 @@ func AppendError(b []byte, id uint64, e *Error) []byte {
 	return append(b, `}}`...)
 }
 
-// AppendMessage appends a message event. data must be one valid JSON value;
-// a zero pos writes no position.
-func AppendMessage(b []byte, channel string, data []byte, pos Position) []byte {
+// AppendData appends a message's data after its "data" key: JSON data as
+// it is, binary data as a base64 string (standard alphabet, padded) followed
+// by "encoding":"base64", which tells a client to decode it.
+func AppendData(b, data []byte, binary bool) []byte {
+	if !binary {
+		return append(b, data...)
+	}
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, data)
+	return append(b, `","encoding":"base64"`...)
+}
+
+// AppendMessage appends a message event. data must be one valid JSON value,
+// or any bytes when binary is set (see AppendData); a zero pos writes no
+// position.
+func AppendMessage(b []byte, channel string, data []byte, binary bool, pos Position) []byte {
 	b = append(b, `{"op":"message","channel":`...)
 	b = AppendString(b, channel)
 	b = append(b, `,"data":`...)
-	b = append(b, data...)
+	b = AppendData(b, data, binary)
 	if pos.Epoch != "" {
 		b = appendPosition(b, pos)
 	}

@@ -131,7 +131,9 @@ func (d *Dialect) ClientClosed(c *hub.Client) {
 // message as its data.
 func (d *Dialect) MessageFrame(m broker.Message) []byte {
 	_, name, ok := splitChannel(m.Channel)
-	if !ok {
+	if !ok || m.Binary {
+		// Pusher events carry text: a raw client's binary frames are not
+		// for Pusher clients.
 		return nil
 	}
 	e, ok := decodeEnvelope(m.Data)

@@ -2,7 +2,9 @@
 // per connection, every text frame a client sends published byte for byte,
 // every message of the channel sent back as one text frame. A page written
 // for the classic "WebSocket + Redis Pub/Sub" chat works against it
-// unchanged. It is a hub.Dialect built on the hub's public verbs.
+// unchanged. A binary frame is published as binary data and reaches raw
+// subscribers as a binary frame, byte for byte. It is a hub.Dialect built
+// on the hub's public verbs.
 //
 // A Dialect is safe for concurrent use; the hub calls its handlers from
 // each client's reader, one message at a time.
@@ -82,9 +84,13 @@ func (d *Dialect) Accept(ctx context.Context, r *http.Request, c *hub.Client) er
 	return err
 }
 
-// MessageFrame encodes the text frame a raw client receives: a JSON
-// string's text, or any other JSON value as its JSON text.
+// MessageFrame encodes the frame a raw client receives: binary data as a
+// binary frame, a JSON string's text, or any other JSON value as its JSON
+// text.
 func (*Dialect) MessageFrame(m broker.Message) []byte {
+	if m.Binary {
+		return wsframe.Binary(m.Data)
+	}
 	if text, ok := unquote(m.Data); ok {
 		return wsframe.Text(text)
 	}
@@ -103,23 +109,29 @@ func (*Dialect) GoingAway() (int, string) { return protocol.CloseGoingAway, "ser
 // client publish) is dropped, counted and logged at most once a second:
 // the raw dialect has no replies.
 func (d *Dialect) HandleText(c *hub.Client, text []byte) {
+	data := protocol.AppendString(make([]byte, 0, len(text)+2), string(text))
+	d.publish(c, data)
+}
+
+// HandleBinary publishes a binary frame, byte for byte, as binary data
+// (hub.AsBinary), with the same rate limit and drops as HandleText. The
+// payload is the transport's to give: a new buffer for every message.
+func (d *Dialect) HandleBinary(c *hub.Client, payload []byte) {
+	d.publish(c, payload, hub.AsBinary())
+}
+
+// publish publishes data to the client's channel.
+func (d *Dialect) publish(c *hub.Client, data []byte, options ...hub.PublishOption) {
 	if !c.Allow() {
 		c.Close(protocol.CloseRateLimited, "rate limited")
 		return
 	}
 	channel, _ := c.Data.(string)
-	data := protocol.AppendString(make([]byte, 0, len(text)+2), string(text))
 	ctx, cancel := c.RequestContext()
 	defer cancel()
-	if _, err := c.Publish(ctx, channel, data); err != nil {
+	if _, err := c.Publish(ctx, channel, data, options...); err != nil {
 		d.drop(channel, err)
 	}
-}
-
-// HandleBinary closes the connection with 1003: the raw dialect relays
-// text.
-func (*Dialect) HandleBinary(c *hub.Client, _ []byte) {
-	c.Close(protocol.CloseUnsupportedData, "binary frames are not supported")
 }
 
 // drop counts a frame that could not be published and logs it, at most

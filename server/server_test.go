@@ -356,7 +356,7 @@ func TestRawBadInput(t *testing.T) {
 		code websocket.StatusCode
 	}{
 		{"bad channel", "/raw/bad%20name", func(c *client) {}, 1008},
-		{"binary", "/", func(c *client) { c.sendType(websocket.MessageBinary, []byte("x")) }, 1003},
+		{"binary too large", "/", func(c *client) { c.sendType(websocket.MessageBinary, make([]byte, 2000)) }, 1009},
 		{"too large", "/", func(c *client) { c.send(strings.Repeat("x", 2000)) }, 1009},
 	}
 	for _, tc := range tests {

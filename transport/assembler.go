@@ -19,11 +19,16 @@ var (
 
 // assembler turns the frames a client sends into messages, as RFC 6455
 // asks: it checks each frame's header, unmasks it, joins fragments, and
-// checks text as valid UTF-8 fragment by fragment. It never allocates more
-// than what has arrived: a header announcing a large frame costs nothing
-// until its bytes come, and the buffer grows with them (at most twice what
-// arrived). A length over the message limit, all fragments together, is
-// refused before a byte is read.
+// checks text as valid UTF-8 as its bytes arrive, so that a bad sequence
+// fails the connection at once, not at the end of its frame. It never
+// allocates more than what has arrived: a header announcing a large frame
+// costs nothing until its bytes come, and the buffer grows with them (at
+// most twice what arrived). A length over the message limit, all fragments
+// together, is refused before a byte is read.
+//
+// A frame refused for its header leaves its payload unread; unread says how
+// much of it the caller must skip before the next header, so that it can go
+// on reading frames (looking for the client's close) after it answered.
 //
 // An assembler is owned by the session's reader; it is not safe for
 // concurrent use.
@@ -34,8 +39,8 @@ type assembler struct {
 	msg   []byte    // the message being assembled
 	op    ws.OpCode // its opcode; 0 while no message is in progress
 	valid int       // how many bytes of a text msg are known to be valid UTF-8
-	// unread is the length of a frame refused as too large, whose payload
-	// the caller must skip before the next header.
+	// unread is what is left of the payload of a refused frame, which the
+	// caller must skip before the next header.
 	unread int64
 }
 
@@ -56,7 +61,7 @@ func (a *assembler) next(r io.Reader) (op ws.OpCode, payload []byte, err error) 
 		return 0, nil, err
 	}
 	if !h.Masked || h.Rsv != 0 {
-		return 0, nil, errProtocol
+		return 0, nil, a.refuse(h, errProtocol)
 	}
 	if h.OpCode.IsControl() {
 		return a.control(r, h)
@@ -64,54 +69,122 @@ func (a *assembler) next(r io.Reader) (op ws.OpCode, payload []byte, err error) 
 	switch h.OpCode {
 	case ws.OpContinuation:
 		if a.op == 0 {
-			return 0, nil, errProtocol
+			return 0, nil, a.refuse(h, errProtocol)
 		}
 	case ws.OpText, ws.OpBinary:
 		if a.op != 0 {
-			return 0, nil, errProtocol
+			return 0, nil, a.refuse(h, errProtocol)
 		}
 	default: // reserved data opcodes 0x3-0x7
-		return 0, nil, errProtocol
+		return 0, nil, a.refuse(h, errProtocol)
 	}
 	// h.Length is at most 2^63-1 (the header reader refuses the most
 	// significant bit); compare without adding, which could overflow.
 	if h.Length > a.max-int64(len(a.msg)) {
-		a.msg, a.op, a.valid, a.unread = nil, 0, 0, h.Length
-		return 0, nil, errTooLarge
+		return 0, nil, a.refuse(h, errTooLarge)
 	}
 	if a.op == 0 {
 		a.op = h.OpCode
 	}
-	start := len(a.msg)
-	a.msg, err = readGrowing(r, a.msg, int(h.Length))
-	if err != nil {
+	if err := a.readPayload(r, h); err != nil {
 		return 0, nil, err
-	}
-	ws.Cipher(a.msg[start:], h.Mask, 0)
-	if a.op == ws.OpText {
-		n, ok := validUTF8Prefix(a.msg[a.valid:], h.Fin)
-		if !ok {
-			return 0, nil, errInvalidUTF
-		}
-		a.valid += n
 	}
 	if !h.Fin {
 		return 0, nil, nil
 	}
 	op, payload = a.op, a.msg
-	a.msg, a.op, a.valid = nil, 0, 0
+	a.reset()
 	return op, payload, nil
 }
 
+// reset forgets the message in progress.
+func (a *assembler) reset() { a.msg, a.op, a.valid = nil, 0, 0 }
+
+// refuse forgets the message in progress and notes that the payload of h,
+// a frame refused for its header, is still to be skipped. It returns err.
+func (a *assembler) refuse(h ws.Header, err error) error {
+	a.reset()
+	a.unread = h.Length
+	return err
+}
+
+// readPayload appends h's payload to the message, unmasking and checking
+// it as it arrives: text is checked as UTF-8 after every read, so that a
+// bad sequence is refused without waiting for the rest of its frame.
+func (a *assembler) readPayload(r io.Reader, h ws.Header) error {
+	n := int(h.Length)
+	for read := 0; read < n; {
+		if len(a.msg) == cap(a.msg) {
+			a.grow()
+		}
+		k := min(n-read, cap(a.msg)-len(a.msg))
+		m, err := r.Read(a.msg[len(a.msg) : len(a.msg)+k])
+		if m > 0 {
+			ws.Cipher(a.msg[len(a.msg):len(a.msg)+m], h.Mask, read)
+			a.msg = a.msg[:len(a.msg)+m]
+			read += m
+			if a.op == ws.OpText && read < n {
+				if err := a.checkText(false); err != nil {
+					a.unread = int64(n - read)
+					return err
+				}
+			}
+		}
+		if err != nil && read < n {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	if a.op == ws.OpText {
+		return a.checkText(h.Fin)
+	}
+	return nil
+}
+
+// checkText checks the text received so far as UTF-8; final tells that
+// the message is complete.
+func (a *assembler) checkText(final bool) error {
+	n, ok := validUTF8Prefix(a.msg[a.valid:], final)
+	if !ok {
+		a.reset()
+		return errInvalidUTF
+	}
+	a.valid += n
+	return nil
+}
+
+// grow makes room for more of the message: as much again as it holds (at
+// least growMin), never past the message limit. What is allocated is thus
+// at most twice what arrived, however the message is cut into frames (a
+// frame announcing more than it sends costs nothing), and a message of many
+// small fragments is copied a logarithmic number of times, not once per
+// fragment. The caller only grows a message that is within its limit.
+func (a *assembler) grow() {
+	const growMin = 512
+	more := min(int64(max(len(a.msg), growMin)), a.max-int64(len(a.msg)))
+	grown := make([]byte, len(a.msg), len(a.msg)+int(max(more, 1)))
+	copy(grown, a.msg)
+	a.msg = grown
+}
+
 // control reads a control frame: at most 125 bytes, never fragmented, of
-// a defined opcode. A close frame's code and reason are checked.
+// a defined opcode. A close frame's code and reason are checked; one that
+// fails is returned as OpClose with the error, so that the caller knows
+// the client has closed its side.
 func (a *assembler) control(r io.Reader, h ws.Header) (ws.OpCode, []byte, error) {
 	switch h.OpCode {
 	case ws.OpClose, ws.OpPing, ws.OpPong:
 	default: // reserved control opcodes 0xB-0xF
+		a.unread = h.Length
 		return 0, nil, errProtocol
 	}
 	if h.Length > 125 || !h.Fin {
+		a.unread = h.Length
+		if h.OpCode == ws.OpClose {
+			return ws.OpClose, nil, errProtocol
+		}
 		return 0, nil, errProtocol
 	}
 	p := make([]byte, h.Length)
@@ -121,7 +194,7 @@ func (a *assembler) control(r io.Reader, h ws.Header) (ws.OpCode, []byte, error)
 	ws.Cipher(p, h.Mask, 0)
 	if h.OpCode == ws.OpClose {
 		if err := checkClose(p); err != nil {
-			return 0, nil, err
+			return ws.OpClose, nil, err
 		}
 	}
 	return h.OpCode, p, nil
@@ -165,33 +238,6 @@ func closeCode(p []byte) int {
 		return protocol.CloseNormal
 	}
 	return int(binary.BigEndian.Uint16(p))
-}
-
-// readGrowing appends n bytes read from r to buf. It grows buf as bytes
-// arrive, never to more than twice what it already holds (and at least
-// growMin), so a peer that announces a large frame and sends nothing pins
-// no memory.
-func readGrowing(r io.Reader, buf []byte, n int) ([]byte, error) {
-	const growMin = 512
-	for n > 0 {
-		if len(buf) == cap(buf) {
-			more := min(n, max(cap(buf), growMin))
-			grown := make([]byte, len(buf), len(buf)+more)
-			copy(grown, buf)
-			buf = grown
-		}
-		k := min(n, cap(buf)-len(buf))
-		m, err := io.ReadFull(r, buf[len(buf):len(buf)+k])
-		buf = buf[:len(buf)+m]
-		n -= m
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return buf, err
-		}
-	}
-	return buf, nil
 }
 
 // validUTF8Prefix checks b as the next part of a text message. It returns

@@ -243,6 +243,15 @@ func (ss *session) readLoop() (parked bool) {
 				return false
 			}
 			c.Close(ce.Code, ce.Reason)
+			if op == ws.OpClose {
+				// A close frame the server refused: the client has
+				// closed its side all the same, so nothing more comes
+				// after the rest of its payload, read so that closing
+				// the socket does not reset it. The hub cuts a client
+				// that announces more than it sends.
+				ss.skipUnread()
+				return false
+			}
 			ss.closing = true
 			continue
 		}
@@ -264,17 +273,24 @@ func (ss *session) readLoop() (parked bool) {
 
 // discard reads one frame of a closing connection and drops it; it reports
 // false when the reading should end (the client's close frame, or an
-// error). The payload of a frame refused as too large is dropped first.
+// error). The rest of a refused frame's payload is dropped first.
 func (ss *session) discard() bool {
-	if n := ss.asm.unread; n > 0 {
-		ss.asm.unread = 0
-		_, err := io.CopyN(io.Discard, ss.rd, n)
-		return err == nil
+	if ss.asm.unread > 0 {
+		return ss.skipUnread()
 	}
 	h, err := ws.ReadHeaderBuffer(ss.rd, ss.asm.hdr[:2])
 	if err != nil || h.OpCode == ws.OpClose {
 		return false
 	}
 	_, err = io.CopyN(io.Discard, ss.rd, h.Length)
+	return err == nil
+}
+
+// skipUnread reads and drops the rest of a refused frame's payload. It
+// reports false when the connection broke.
+func (ss *session) skipUnread() bool {
+	n := ss.asm.unread
+	ss.asm.unread = 0
+	_, err := io.CopyN(io.Discard, ss.rd, n)
 	return err == nil
 }

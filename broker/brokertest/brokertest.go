@@ -59,6 +59,8 @@ func Run(t *testing.T, f Factory) {
 	}{
 		{name: "DeliveryAfterSubscribe", run: testDeliveryAfterSubscribe},
 		{name: "DataRoundTrip", run: testDataRoundTrip},
+		{name: "BinaryRoundTrip", run: testBinaryRoundTrip},
+		{name: "BinaryHistory", run: testBinaryHistory, hist: true},
 		{name: "PublishWithoutSubscribers", run: testPublishWithoutSubscribers},
 		{name: "OrderUnderConcurrentPublishers", run: testOrder},
 		{name: "Unsubscribe", run: testUnsubscribe},

@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,94 @@ func testDataRoundTrip(t *testing.T, s *suite) {
 			t.Errorf("message %d: data %.40q (%d bytes), want %.40q (%d bytes)", i, m.Data, len(m.Data), datas[i], len(datas[i]))
 		}
 	}
+}
+
+// binaryDatas are binary messages that JSON could not carry: every byte
+// value, the payload marks a broker might use, commas, and nothing at all.
+func binaryDatas() [][]byte {
+	every := make([]byte, 256)
+	for i := range every {
+		every[i] = byte(i)
+	}
+	return [][]byte{every, {0x01, '1', ',', 'e', ','}, {0x02}, {0}, {}, []byte(`{"looks":"like JSON"}`), bytes.Repeat([]byte{0xff, 0x00, ','}, 40<<10)}
+}
+
+// checkBinary fails t unless got holds want's data, each marked binary
+// when binary is set and not otherwise.
+func checkBinary(t *testing.T, what string, got []broker.Message, want [][]byte, binary bool) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d messages, want %d", what, len(got), len(want))
+	}
+	for i, m := range got {
+		if !bytes.Equal(m.Data, want[i]) || m.Binary != binary {
+			t.Errorf("%s: message %d is %.40q (%d bytes, binary %v), want %.40q (%d bytes, binary %v)",
+				what, i, m.Data, len(m.Data), m.Binary, want[i], len(want[i]), binary)
+		}
+	}
+}
+
+// Binary data is delivered byte for byte and marked binary; JSON published
+// after it is not marked.
+func testBinaryRoundTrip(t *testing.T, s *suite) {
+	n := s.node(t)
+	ch := channel(t, "bin")
+	subscribe(t, n, ch)
+	datas := binaryDatas()
+	for _, d := range datas {
+		if _, err := n.Publish(context.Background(), ch, d, broker.PublishOptions{Binary: true}); err != nil {
+			t.Fatalf("Publish binary: %v", err)
+		}
+	}
+	checkBinary(t, "delivered", s.waitCount(t, n, ch, len(datas)), datas, true)
+	publish(t, n, ch, `"\u0001text"`, noHistory)
+	got := s.waitCount(t, n, ch, len(datas)+1)
+	if m := got[len(datas)]; m.Binary || string(m.Data) != `"\u0001text"` {
+		t.Errorf("JSON after binary delivered as %q (binary %v)", m.Data, m.Binary)
+	}
+}
+
+// Binary data keeps its mark in history, between JSON messages that do
+// not have it, and the delivered copies carry their positions.
+func testBinaryHistory(t *testing.T, s *suite) {
+	n := s.node(t)
+	ch := channel(t, "binh")
+	subscribe(t, n, ch)
+	opts := broker.PublishOptions{HistorySize: 20}
+	bin := opts
+	bin.Binary = true
+	datas := binaryDatas()
+	var poss []broker.Position
+	for _, d := range datas {
+		pos, err := n.Publish(context.Background(), ch, d, bin)
+		if err != nil {
+			t.Fatalf("Publish binary: %v", err)
+		}
+		poss = append(poss, pos)
+		poss = append(poss, publish(t, n, ch, `{"json":true}`, opts))
+	}
+	var wantData [][]byte
+	for _, d := range datas {
+		wantData = append(wantData, d, []byte(`{"json":true}`))
+	}
+	check := func(what string, ms []broker.Message) {
+		t.Helper()
+		if len(ms) != len(wantData) {
+			t.Fatalf("%s: %d messages, want %d", what, len(ms), len(wantData))
+		}
+		for i, m := range ms {
+			binary := i%2 == 0
+			if !bytes.Equal(m.Data, wantData[i]) || m.Binary != binary || m.Pos != poss[i] {
+				t.Errorf("%s: message %d is %.40q binary %v at %+v, want %.40q binary %v at %+v",
+					what, i, m.Data, m.Binary, m.Pos, wantData[i], binary, poss[i])
+			}
+		}
+	}
+	check("delivered", s.waitCount(t, n, ch, len(wantData)))
+	res := history(t, n, ch, broker.HistoryRequest{Limit: 20}, opts)
+	check("history", res.Messages)
+	since := history(t, n, ch, broker.HistoryRequest{Since: &poss[0], Limit: 20}, opts)
+	check("history since the first", append([]broker.Message{res.Messages[0]}, since.Messages...))
 }
 
 func testPublishWithoutSubscribers(t *testing.T, s *suite) {

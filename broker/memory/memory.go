@@ -210,7 +210,7 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 		return broker.Position{}, nil
 	}
 	defer b.release(ch)
-	m := broker.Message{Channel: name, Data: data, Skip: opts.Skip}
+	m := broker.Message{Channel: name, Data: data, Binary: opts.Binary, Skip: opts.Skip}
 	now := time.Now()
 	if key := opts.IdempotencyKey; key != "" {
 		if e, ok := ch.idem[key]; ok && now.Before(e.expires) {

@@ -25,7 +25,8 @@
 //
 //	sb:c        the pub/sub channel
 //	sb:{c}:s    a stream of the newest HistorySize messages: entry ID
-//	            "<offset>-0", one field "d" holding the data
+//	            "<offset>-0", a field "d" holding the data, and for binary
+//	            data a field "b" ("1")
 //	sb:{c}:m    a hash: "e" the epoch, "o" the newest offset
 //
 // Both keys expire HistoryTTL after the last publish. When the hash is
@@ -36,8 +37,12 @@
 // A pub/sub payload is the data itself for a message without history. A
 // message with history is prefixed: byte 0x01, the offset in decimal, a
 // comma, the epoch, a comma, then the data ("\x0142,k3x9ab,{...}"). Data is
-// one JSON value, which never starts with 0x01; data that does is still sent
-// prefixed (offset 0, no epoch) so that it round-trips.
+// one JSON value, which never starts with 0x01 or 0x02; data that does is
+// still sent prefixed (offset 0, no epoch) so that it round-trips. Binary
+// data (PublishOptions.Binary) is always prefixed, with byte 0x02 instead
+// of 0x01 ("\x020,,<bytes>" without history). JSON messages are encoded
+// exactly as before binary data existed, so that nodes of both versions
+// share them; binary ones need nodes that know the 0x02 mark.
 //
 // # Faults
 //

@@ -8,12 +8,24 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 )
 
-// posMark starts a pub/sub payload that carries a position.
-const posMark = '\x01'
+// posMark starts a pub/sub payload that carries a position, binMark one
+// that carries binary data (and a position, zero without history). Both are
+// followed by the offset in decimal, a comma, the epoch and a comma, then
+// the data.
+const (
+	posMark = '\x01'
+	binMark = '\x02'
+)
 
-// encodePlain returns the payload of data published without history.
-func encodePlain(data []byte) []byte {
-	if len(data) > 0 && data[0] == posMark {
+// encode returns the pub/sub payload of data published without history.
+// JSON data is the payload itself, as it always was: JSON never starts
+// with either mark, and data that does is prefixed (offset 0, no epoch) so
+// that it round-trips. Binary data is always prefixed.
+func encode(data []byte, binary bool) []byte {
+	switch {
+	case binary:
+		return append([]byte{binMark, '0', ',', ','}, data...)
+	case len(data) > 0 && (data[0] == posMark || data[0] == binMark):
 		return append([]byte{posMark, '0', ',', ','}, data...)
 	}
 	return data
@@ -22,10 +34,11 @@ func encodePlain(data []byte) []byte {
 // decode returns the message a payload received on channel carries.
 func decode(channel, payload string) (broker.Message, error) {
 	m := broker.Message{Channel: channel}
-	if len(payload) == 0 || payload[0] != posMark {
+	if len(payload) == 0 || (payload[0] != posMark && payload[0] != binMark) {
 		m.Data = []byte(payload)
 		return m, nil
 	}
+	m.Binary = payload[0] == binMark
 	rest := payload[1:]
 	i := strings.IndexByte(rest, ',')
 	if i < 0 {

@@ -18,7 +18,12 @@ func TestPayload(t *testing.T) {
 		{name: "Empty", payload: ``, want: broker.Message{Channel: "c", Data: []byte{}}},
 		{name: "Position", payload: "\x0142,k3x9ab,{\"a\":1}", want: broker.Message{Channel: "c", Data: []byte(`{"a":1}`), Pos: broker.Position{Epoch: "k3x9ab", Offset: 42}}},
 		{name: "DataWithCommas", payload: "\x011,e,[1,2,3]", want: broker.Message{Channel: "c", Data: []byte(`[1,2,3]`), Pos: broker.Position{Epoch: "e", Offset: 1}}},
-		{name: "EscapedMark", payload: string(encodePlain([]byte("\x01x"))), want: broker.Message{Channel: "c", Data: []byte("\x01x")}},
+		{name: "EscapedMark", payload: string(encode([]byte("\x01x"), false)), want: broker.Message{Channel: "c", Data: []byte("\x01x")}},
+		{name: "EscapedBinaryMark", payload: string(encode([]byte("\x02x"), false)), want: broker.Message{Channel: "c", Data: []byte("\x02x")}},
+		{name: "Binary", payload: string(encode([]byte("\x00\xff,\x01"), true)), want: broker.Message{Channel: "c", Data: []byte("\x00\xff,\x01"), Binary: true}},
+		{name: "BinaryEmpty", payload: "\x020,,", want: broker.Message{Channel: "c", Data: []byte{}, Binary: true}},
+		{name: "BinaryPosition", payload: "\x027,k3x9ab,\x00\x01", want: broker.Message{Channel: "c", Data: []byte("\x00\x01"), Binary: true, Pos: broker.Position{Epoch: "k3x9ab", Offset: 7}}},
+		{name: "BinaryNoEpoch", payload: "\x027", wantErr: true},
 		{name: "NoOffset", payload: "\x01", wantErr: true},
 		{name: "BadOffset", payload: "\x01x,e,1", wantErr: true},
 		{name: "NoEpoch", payload: "\x011", wantErr: true},
@@ -31,21 +36,31 @@ func TestPayload(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("decode(%q): error %v, want error %v", tc.payload, err, tc.wantErr)
 			}
-			if err == nil && (got.Channel != tc.want.Channel || string(got.Data) != string(tc.want.Data) || got.Pos != tc.want.Pos) {
+			if err == nil && (got.Channel != tc.want.Channel || string(got.Data) != string(tc.want.Data) || got.Binary != tc.want.Binary || got.Pos != tc.want.Pos) {
 				t.Errorf("decode(%q) = %+v, want %+v", tc.payload, got, tc.want)
 			}
 		})
 	}
 }
 
+// FuzzPayload round-trips data through the pub/sub payload, as JSON and as
+// binary, and checks that JSON data (which never starts with a mark) is
+// its own payload, byte for byte, as before binary data existed.
 func FuzzPayload(f *testing.F) {
-	f.Add([]byte(`{"a":1}`))
-	f.Add([]byte("\x01x"))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := decode("c", string(encodePlain(data)))
-		if err != nil || string(m.Data) != string(data) || !m.Pos.IsZero() {
-			t.Fatalf("round trip of %q: %+v, %v", data, m, err)
+	f.Add([]byte(`{"a":1}`), false)
+	f.Add([]byte("\x01x"), false)
+	f.Add([]byte("\x02x"), false)
+	f.Add([]byte{}, false)
+	f.Add([]byte{0, 0xff, ',', 1, 2}, true)
+	f.Add([]byte{}, true)
+	f.Fuzz(func(t *testing.T, data []byte, binary bool) {
+		payload := encode(data, binary)
+		m, err := decode("c", string(payload))
+		if err != nil || string(m.Data) != string(data) || m.Binary != binary || !m.Pos.IsZero() {
+			t.Fatalf("round trip of %q (binary %v): %+v, %v", data, binary, m, err)
+		}
+		if !binary && len(data) > 0 && data[0] != posMark && data[0] != binMark && string(payload) != string(data) {
+			t.Fatalf("JSON-like data %q encoded as %q, not as itself", data, payload)
 		}
 	})
 }

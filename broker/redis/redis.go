@@ -290,7 +290,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.HistorySize <= 0 {
 		// The data is copied: after a timeout rueidis may still hold the
 		// command, and the caller may reuse its buffer.
-		payload := string(encodePlain(data))
+		payload := string(encode(data, opts.Binary))
 		var err error
 		if opts.IdempotencyKey != "" {
 			err = publishOnceScript.Exec(cctx, b.client, []string{b.keys.idem(channel, opts.IdempotencyKey)},
@@ -308,8 +308,12 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.IdempotencyKey != "" {
 		keys = append(keys, b.keys.idem(channel, opts.IdempotencyKey))
 	}
+	binary := "0"
+	if opts.Binary {
+		binary = "1"
+	}
 	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL})
+		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)
@@ -422,14 +426,30 @@ func entry(channel, epoch string, e rueidis.RedisMessage) (broker.Message, error
 		return broker.Message{}, err
 	}
 	fields, err := kv[1].ToArray()
-	if err != nil || len(fields) < 2 {
+	if err != nil || len(fields) < 2 || len(fields)%2 != 0 {
 		return broker.Message{}, fmt.Errorf("stream entry %s fields: %w", id, err)
 	}
-	data, err := fields[1].AsBytes()
-	if err != nil {
-		return broker.Message{}, fmt.Errorf("stream entry %s data: %w", id, err)
+	m := broker.Message{Channel: channel, Pos: broker.Position{Epoch: epoch, Offset: off}}
+	hasData := false
+	for i := 0; i < len(fields); i += 2 {
+		name, err := fields[i].ToString()
+		if err != nil {
+			return broker.Message{}, fmt.Errorf("stream entry %s field name: %w", id, err)
+		}
+		switch name {
+		case "d":
+			if m.Data, err = fields[i+1].AsBytes(); err != nil {
+				return broker.Message{}, fmt.Errorf("stream entry %s data: %w", id, err)
+			}
+			hasData = true
+		case "b":
+			m.Binary = true
+		}
 	}
-	return broker.Message{Channel: channel, Data: data, Pos: broker.Position{Epoch: epoch, Offset: off}}, nil
+	if !hasData {
+		return broker.Message{}, fmt.Errorf("stream entry %s has no data", id)
+	}
+	return m, nil
 }
 
 // Subscribe subscribes to the channels not yet subscribed and returns once

@@ -14,9 +14,14 @@ var publishOnceScript = rueidis.NewLuaScript(publishOnceLua)
 //
 // KEYS: stream, meta, and optionally an idempotency key. ARGV: pub/sub
 // channel, data, history size, TTL in milliseconds, a fresh epoch (used only
-// when a new one starts), the idempotency key's TTL in milliseconds. When
-// the idempotency key exists, the message was published already: the
-// script returns that publish's position and does nothing else.
+// when a new one starts), the idempotency key's TTL in milliseconds, and
+// "1" for binary data ("0" otherwise). When the idempotency key exists, the
+// message was published already: the script returns that publish's
+// position and does nothing else.
+//
+// Binary data is marked with a second stream field, "b", and published
+// with the mark 0x02 instead of 0x01; JSON data is stored and published
+// exactly as before binary data existed.
 const publishLua = `
 if KEYS[3] then
   local prev = redis.call('GET', KEYS[3])
@@ -32,10 +37,16 @@ if not epoch then
   redis.call('HSET', KEYS[2], 'e', epoch)
 end
 local off = redis.call('HINCRBY', KEYS[2], 'o', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2])
+local mark = '\1'
+if ARGV[7] == '1' then
+  mark = '\2'
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2], 'b', '1')
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], string.format('\1%d,%s,', off, epoch) .. ARGV[2])
+redis.call('PUBLISH', ARGV[1], mark .. string.format('%d,%s,', off, epoch) .. ARGV[2])
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ',' .. off, 'PX', ARGV[6])
 end

@@ -854,6 +854,8 @@
       meta.epoch = msg.epoch;
       meta.offset = msg.offset;
     }
+    // Binary data a raw client published arrives as a base64 string.
+    if (msg.encoding) meta.encoding = msg.encoding;
     sub._emit('message', msg.data, meta);
   };
 
