@@ -84,6 +84,7 @@ func Run(t *testing.T, f Factory) {
 		{name: "SharedPresence", run: testSharedPresence, pres: true, shared: true},
 		{name: "NodeCounts", run: testNodeCounts, pres: true},
 		{name: "Members", run: testMembers, pres: true},
+		{name: "Skip", run: testSkip},
 	}
 	probe := f.New(t)
 	_, historian := probe.(broker.Historian)

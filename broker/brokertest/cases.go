@@ -602,3 +602,29 @@ func testSharedHistory(t *testing.T, s *suite) {
 		}
 	}
 }
+
+// A publish's Skip travels with the message to every node, with history
+// and without; history itself does not keep it (everyone reads history).
+func testSkip(t *testing.T, s *suite) {
+	n := s.node(t)
+	ch, hch := channel(t, "skip"), channel(t, "skiph")
+	subscribe(t, n, ch)
+	subscribe(t, n, hch)
+	publish(t, n, ch, `1`, broker.PublishOptions{Skip: "12.34"})
+	publish(t, n, ch, `2`, noHistory)
+	hist := broker.PublishOptions{HistorySize: 10, Skip: "client-9"}
+	publish(t, n, hch, `3`, hist)
+	got := s.waitCount(t, n, ch, 2)
+	if got[0].Skip != "12.34" || got[1].Skip != "" {
+		t.Fatalf("skips delivered: %q, %q; want 12.34 and none", got[0].Skip, got[1].Skip)
+	}
+	if h := s.waitCount(t, n, hch, 1); h[0].Skip != "client-9" || h[0].Pos.Offset != 1 || string(h[0].Data) != `3` {
+		t.Fatalf("with history: %+v", h[0])
+	}
+	if hs, ok := n.Broker.(broker.Historian); ok {
+		res, err := hs.History(context.Background(), hch, broker.HistoryRequest{Limit: 10}, hist)
+		if err != nil || len(res.Messages) != 1 || res.Messages[0].Skip != "" {
+			t.Fatalf("history: %+v, %v; want the message without its skip", res, err)
+		}
+	}
+}

@@ -12,21 +12,31 @@ import (
 // that carries binary data (and a position, zero without history). Both are
 // followed by the offset in decimal, a comma, the epoch and a comma, then
 // the data.
+//
+// skipMark starts a payload that names a client to leave out
+// (PublishOptions.Skip): the client, a comma, then the payload as above.
 const (
-	posMark = '\x01'
-	binMark = '\x02'
+	posMark  = '\x01'
+	binMark  = '\x02'
+	skipMark = '\x03'
 )
 
 // encode returns the pub/sub payload of data published without history.
 // JSON data is the payload itself, as it always was: JSON never starts
 // with either mark, and data that does is prefixed (offset 0, no epoch) so
 // that it round-trips. Binary data is always prefixed.
-func encode(data []byte, binary bool) []byte {
+func encode(data []byte, binary bool, skip string) []byte {
+	var b []byte
+	if skip != "" {
+		b = append(append([]byte{skipMark}, skip...), ',')
+	}
 	switch {
 	case binary:
-		return append([]byte{binMark, '0', ',', ','}, data...)
-	case len(data) > 0 && (data[0] == posMark || data[0] == binMark):
-		return append([]byte{posMark, '0', ',', ','}, data...)
+		return append(append(b, binMark, '0', ',', ','), data...)
+	case len(data) > 0 && (data[0] == posMark || data[0] == binMark || data[0] == skipMark):
+		return append(append(b, posMark, '0', ',', ','), data...)
+	case b != nil:
+		return append(b, data...)
 	}
 	return data
 }
@@ -34,6 +44,15 @@ func encode(data []byte, binary bool) []byte {
 // decode returns the message a payload received on channel carries.
 func decode(channel, payload string) (broker.Message, error) {
 	m := broker.Message{Channel: channel}
+	if len(payload) > 0 && payload[0] == skipMark {
+		skip, rest, ok := strings.Cut(payload[1:], ",")
+		if !ok {
+			return m, fmt.Errorf("redis: payload on %q: no end to the client to skip", channel)
+		}
+		m, err := decode(channel, rest)
+		m.Skip = skip
+		return m, err
+	}
 	if len(payload) == 0 || (payload[0] != posMark && payload[0] != binMark) {
 		m.Data = []byte(payload)
 		return m, nil

@@ -290,7 +290,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.HistorySize <= 0 {
 		// The data is copied: after a timeout rueidis may still hold the
 		// command, and the caller may reuse its buffer.
-		payload := string(encode(data, opts.Binary))
+		payload := string(encode(data, opts.Binary, opts.Skip))
 		var err error
 		if opts.IdempotencyKey != "" {
 			err = publishOnceScript.Exec(cctx, b.client, []string{b.keys.idem(channel, opts.IdempotencyKey)},
@@ -313,7 +313,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		binary = "1"
 	}
 	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary})
+		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)

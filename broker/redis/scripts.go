@@ -15,7 +15,9 @@ var publishOnceScript = rueidis.NewLuaScript(publishOnceLua)
 // KEYS: stream, meta, and optionally an idempotency key. ARGV: pub/sub
 // channel, data, history size, TTL in milliseconds, a fresh epoch (used only
 // when a new one starts), the idempotency key's TTL in milliseconds, and
-// "1" for binary data ("0" otherwise). When the idempotency key exists, the
+// "1" for binary data ("0" otherwise), and the client to leave out ("" for
+// none; it prefixes the payload, never the stream). When the idempotency
+// key exists, the
 // message was published already: the script returns that publish's
 // position and does nothing else.
 //
@@ -46,7 +48,9 @@ else
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], mark .. string.format('%d,%s,', off, epoch) .. ARGV[2])
+local skip = ''
+if ARGV[8] ~= '' then skip = '\3' .. ARGV[8] .. ',' end
+redis.call('PUBLISH', ARGV[1], skip .. mark .. string.format('%d,%s,', off, epoch) .. ARGV[2])
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ',' .. off, 'PX', ARGV[6])
 end
