@@ -1,0 +1,116 @@
+// Three switchboard instances on one Redis, pusher-js clients spread over
+// them: one presence channel has one member list everywhere, also after an
+// instance is killed; client events and socket_id exclusion cross
+// instances; pusher-js reconnects by itself when its instance goes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { serverBinary, freePort, ServerProcess, waitFor } from '../../js/testing/harness.mjs';
+
+const require = createRequire(import.meta.url);
+const PusherClient = require('pusher-js');
+const PusherServer = require('pusher');
+
+const app = { id: 'app1', key: 'key1', secret: 'a-secret-for-the-pusher-tests' };
+let redis;
+const instances = [];
+const clients = [];
+
+before(async () => {
+  const port = await freePort();
+  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  redis.on('error', (err) => {
+    throw new Error(`redis-server: ${err.message}; install it with: apt-get install -y redis-server`);
+  });
+  const bin = await serverBinary();
+  for (let i = 0; i < 3; i++) {
+    const s = new ServerProcess(bin, await freePort(), [
+      '--redis', `redis://127.0.0.1:${port}/0`, '--presence-ttl', '1500ms',
+      '--pusher-app-id', app.id, '--pusher-key', app.key, '--pusher-secret', app.secret, '--pusher-client-events',
+    ]);
+    await waitFor('the instance to start (Redis may still be starting)', async () => {
+      try {
+        await s.start();
+        return true;
+      } catch {
+        return false;
+      }
+    }, { total: 20_000, step: 200 });
+    instances.push(s);
+  }
+});
+
+after(async () => {
+  clients.forEach((c) => c.disconnect());
+  for (const s of instances) await s.stop();
+  redis?.kill('SIGKILL');
+});
+
+function sdkOf(inst) {
+  return new PusherServer({ appId: app.id, key: app.key, secret: app.secret, host: '127.0.0.1', port: String(inst.port), useTLS: false });
+}
+
+// connect opens a pusher-js client on instance inst as user userId. The
+// ports of the other instances are its fallbacks: pusher-js reconnects to
+// wsHost:wsPort, so each test picks which instance a client goes back to.
+async function connect(inst, userId) {
+  const sdk = sdkOf(inst);
+  const c = new PusherClient(app.key, {
+    cluster: 'mt1', wsHost: '127.0.0.1', wsPort: inst.port, forceTLS: false, enabledTransports: ['ws'], disableStats: true,
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, cb) =>
+        cb(null, sdk.authorizeChannel(socketId, channelName, channelName.startsWith('presence-') ? { user_id: userId, user_info: { name: userId } } : undefined)),
+    },
+  });
+  clients.push(c);
+  await waitFor('pusher-js to connect', () => c.connection.state === 'connected');
+  return c;
+}
+
+function subscribed(c, name) {
+  return new Promise((resolve, reject) => {
+    const ch = c.subscribe(name);
+    ch.bind('pusher:subscription_succeeded', (members) => resolve({ ch, members }));
+    ch.bind('pusher:subscription_error', reject);
+  });
+}
+
+const ids = (members) => Object.keys(members.members).sort();
+
+test('one member list across instances, also after an instance dies', async () => {
+  const users = ['ann', 'bob', 'cy'];
+  const subs = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await connect(instances[i], users[i]);
+    subs.push({ c, ...(await subscribed(c, 'presence-team')) });
+  }
+  for (const s of subs) {
+    await waitFor(`every member at ${s.members.me.id}`, () => ids(s.ch.members).join() === 'ann,bob,cy');
+  }
+  // Instance 2 dies with cy on it: her entry expires (--presence-ttl
+  // 1.5 s) and every instance that remains tells its clients.
+  await instances[2].stop('SIGKILL');
+  for (const s of subs.slice(0, 2)) {
+    await waitFor(`cy to leave at ${s.members.me.id}`, () => ids(s.ch.members).join() === 'ann,bob', { total: 15_000 });
+  }
+});
+
+test('client events and socket_id exclusion cross instances', async () => {
+  const a = await connect(instances[0], 'a');
+  const b = await connect(instances[1], 'b');
+  const { ch: cha } = await subscribed(a, 'private-room');
+  const { ch: chb } = await subscribed(b, 'private-room');
+  const atA = [];
+  const atB = [];
+  cha.bind_global((event, data) => event.startsWith('pusher') || atA.push([event, data]));
+  chb.bind_global((event, data) => event.startsWith('pusher') || atB.push([event, data]));
+  cha.trigger('client-hi', { from: 'a' });
+  await waitFor('b to get a\'s client event', () => atB.length === 1);
+  await sdkOf(instances[1]).trigger('private-room', 'server', 'not for b', { socket_id: b.connection.socket_id });
+  await sdkOf(instances[1]).trigger('private-room', 'server', 'for both');
+  await waitFor('a to get both server events', () => atA.length === 2);
+  await waitFor('b to get the second', () => atB.length === 2);
+  assert.deepEqual(atA.map(([e, d]) => [e, d]), [['server', 'not for b'], ['server', 'for both']], 'a got its own client event');
+  assert.deepEqual(atB, [['client-hi', { from: 'a' }], ['server', 'for both']]);
+});
