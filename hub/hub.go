@@ -57,6 +57,11 @@ type Config struct {
 	// AuthTimeout is how long a client without a valid token may stay
 	// connected before it is closed with 4001; zero lets it stay.
 	AuthTimeout time.Duration
+	// Observe, when set, is told the events that happen once in the
+	// cluster: member_added and member_removed of channels with Members,
+	// occupied and vacated of channels with Occupancy; the node that
+	// causes each tells it, no other. It must not block.
+	Observe func(e Event)
 	// ChannelOptions, when set, adjusts the options of a channel after its
 	// namespace's are found: a dialect whose channels carry their kind in
 	// their names (Pusher's presence- and cache- channels) sets it. It
@@ -826,8 +831,8 @@ func (h *Hub) needs(name string, o NamespaceOptions) error {
 	switch {
 	case o.HistorySize > 0 && h.hist == nil:
 		return fmt.Errorf("hub: namespace %q keeps history, but the broker keeps none", name)
-	case o.Presence && h.pres == nil:
-		return fmt.Errorf("hub: namespace %q keeps presence, but the broker cannot", name)
+	case (o.Presence || o.Occupancy) && h.pres == nil:
+		return fmt.Errorf("hub: namespace %q keeps presence or occupancy, but the broker cannot", name)
 	}
 	return nil
 }

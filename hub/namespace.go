@@ -37,6 +37,10 @@ type NamespaceOptions struct {
 	// client joins a channel, on any node, and member_removed when the
 	// last leaves (or its node dies): presence counted by user.
 	Members bool
+	// Occupancy tells Config.Observe, once for the whole cluster, when a
+	// channel gets its first subscriber on any node ("occupied") and
+	// loses its last ("vacated"; also when the nodes holding them die).
+	Occupancy bool
 }
 
 func (o NamespaceOptions) publishOptions() broker.PublishOptions {

@@ -15,6 +15,22 @@ import (
 // channel names, so it never collides with a client's channel.
 const eventSuffix = "#events"
 
+// occupancySuffix names the presence that counts a channel's subscribers
+// across the cluster, for Occupancy: one entry per subscriber, all of one
+// pseudo-user, so that the presence's member changes are the channel's
+// occupied and vacated.
+const occupancySuffix = "#occupancy"
+
+// occupant is the pseudo-user of the occupancy presence.
+const occupant = "occupied"
+
+// observe tells Config.Observe an event.
+func (h *Hub) observe(e Event) {
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(e)
+	}
+}
+
 // eventChannel returns the channel whose events a broker channel carries.
 func eventChannel(brokerChannel string) (string, bool) {
 	return strings.CutSuffix(brokerChannel, eventSuffix)
@@ -57,7 +73,19 @@ func (h *Hub) joined(ctx context.Context, c *Client, name string, opts Namespace
 		if opts.Members && len(joined) > 0 {
 			// Not to the member's own client: it learns the members from
 			// its subscribe reply.
-			h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info, Skip: c.id})
+			added := Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info, Skip: c.id}
+			h.publishEvent(ctx, added)
+			h.observe(added)
+		}
+	}
+	if opts.Occupancy {
+		o := broker.PresenceEntry{Client: c.id, User: occupant, Node: h.cfg.NodeID}
+		joined, err := h.pres.SetPresence(ctx, name+occupancySuffix, []broker.PresenceEntry{o}, h.cfg.PresenceTTL)
+		if err != nil {
+			h.log.Warn("cannot count the channel's occupancy", "channel", name, "err", err)
+		}
+		if len(joined) > 0 {
+			h.observe(Event{Op: "occupied", Channel: name})
 		}
 	}
 	if opts.JoinLeave {
@@ -69,7 +97,7 @@ func (h *Hub) joined(ctx context.Context, c *Client, name string, opts Namespace
 // the queue is full the entry expires by itself.
 func (h *Hub) left(c *Client, name string) {
 	opts := h.options(name)
-	if !opts.Presence && !opts.JoinLeave {
+	if !opts.Presence && !opts.JoinLeave && !opts.Occupancy {
 		return
 	}
 	user, info := c.member(name)
@@ -146,6 +174,13 @@ func (h *Hub) presenceLoop() {
 					h.membersLeft(ctx, op.channel, left)
 				}
 			}
+			if op.opts.Occupancy {
+				left, err := h.pres.RemovePresence(ctx, op.channel+occupancySuffix, op.client.id)
+				if err != nil {
+					h.log.Debug("cannot count the channel's occupancy", "channel", op.channel, "err", err)
+				}
+				h.vacated(op.channel, left)
+			}
 			if op.opts.JoinLeave {
 				h.publishEvent(ctx, Event{Op: "leave", Channel: op.channel, Client: op.client.id, User: op.user, Info: op.info})
 			}
@@ -169,7 +204,8 @@ func (h *Hub) refreshPresence() {
 	if h.pres == nil {
 		return
 	}
-	for name, entries := range h.localPresence() {
+	h.refreshOccupancy(ctx)
+	for name, entries := range h.localPresence("") {
 		opts := h.options(name)
 		joined, err := h.pres.SetPresence(ctx, name, entries, h.cfg.PresenceTTL)
 		if err != nil {
@@ -189,7 +225,9 @@ func (h *Hub) refreshPresence() {
 		for _, u := range joined {
 			for _, e := range entries {
 				if e.User == u {
-					h.publishEvent(ctx, Event{Op: "member_added", Channel: name, User: u, Info: e.Info})
+					added := Event{Op: "member_added", Channel: name, User: u, Info: e.Info}
+					h.publishEvent(ctx, added)
+					h.observe(added)
 					break
 				}
 			}
@@ -201,24 +239,60 @@ func (h *Hub) refreshPresence() {
 // membersLeft announces the members who left channel.
 func (h *Hub) membersLeft(ctx context.Context, channel string, users []string) {
 	for _, u := range users {
-		h.publishEvent(ctx, Event{Op: "member_removed", Channel: channel, User: u})
+		e := Event{Op: "member_removed", Channel: channel, User: u}
+		h.publishEvent(ctx, e)
+		h.observe(e)
+	}
+}
+
+// vacated tells that channel lost its last subscriber, when the
+// occupancy's member left.
+func (h *Hub) vacated(channel string, left []string) {
+	if len(left) > 0 {
+		h.observe(Event{Op: "vacated", Channel: channel})
+	}
+}
+
+// refreshOccupancy refreshes this node's entries in the occupancy of the
+// channels that count it, and sweeps the dead nodes' entries.
+func (h *Hub) refreshOccupancy(ctx context.Context) {
+	for name, entries := range h.localPresence(occupancySuffix) {
+		joined, err := h.pres.SetPresence(ctx, name+occupancySuffix, entries, h.cfg.PresenceTTL)
+		if err != nil {
+			h.log.Debug("cannot refresh the channel's occupancy", "channel", name, "err", err)
+			continue
+		}
+		if len(joined) > 0 {
+			h.observe(Event{Op: "occupied", Channel: name})
+		}
+		left, err := h.pres.ExpirePresence(ctx, name+occupancySuffix)
+		if err != nil {
+			h.log.Debug("cannot expire the channel's occupancy", "channel", name, "err", err)
+		}
+		h.vacated(name, left)
 	}
 }
 
 // localPresence returns this node's entries of every channel whose
-// namespace keeps presence.
-func (h *Hub) localPresence() map[string][]broker.PresenceEntry {
+// namespace keeps presence, or, with the occupancy suffix, of every
+// channel that counts its occupancy.
+func (h *Hub) localPresence(suffix string) map[string][]broker.PresenceEntry {
 	out := make(map[string][]broker.PresenceEntry)
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
 		for name, ch := range sh.channels {
-			if len(ch.subs) == 0 || !h.options(name).Presence {
+			opts := h.options(name)
+			if len(ch.subs) == 0 || suffix == "" && !opts.Presence || suffix == occupancySuffix && !opts.Occupancy {
 				continue
 			}
 			es := make([]broker.PresenceEntry, len(ch.subs))
 			for j, c := range ch.subs {
-				es[j] = h.entry(c, name)
+				if suffix == occupancySuffix {
+					es[j] = broker.PresenceEntry{Client: c.id, User: occupant, Node: h.cfg.NodeID}
+				} else {
+					es[j] = h.entry(c, name)
+				}
 			}
 			out[name] = es
 		}

@@ -104,6 +104,16 @@ func (a *Apps) ByID(id string) *App { return a.byID[id] }
 // All returns every app.
 func (a *Apps) All() []*App { return a.list }
 
+// HaveWebhooks reports whether some app has webhooks.
+func (a *Apps) HaveWebhooks() bool {
+	for _, app := range a.list {
+		if len(app.Webhooks) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // webhookEvents are the kinds of webhook events.
 var webhookEvents = map[string]bool{
 	"channel_occupied": true, "channel_vacated": true, "member_added": true, "member_removed": true, "client_event": true,

@@ -28,6 +28,8 @@ type Config struct {
 	NodeID string
 	// Logger receives the dialect's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Webhooks, when set, is told the client events (client_event).
+	Webhooks *Webhooks
 }
 
 // Dialect is the Pusher dialect of a node. Create it with New.
@@ -39,6 +41,7 @@ type Dialect struct {
 	connsMu  sync.Mutex
 	conns    map[*App]int // guarded by connsMu: each app's connections on this node
 	refusals atomic.Uint64
+	hooks    *Webhooks
 }
 
 // New returns the dialect.
@@ -48,7 +51,7 @@ func New(cfg Config) *Dialect {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(cfg.NodeID))
-	return &Dialect{apps: cfg.Apps, log: cfg.Logger, node: uint64(h.Sum32()), conns: map[*App]int{}}
+	return &Dialect{apps: cfg.Apps, log: cfg.Logger, node: uint64(h.Sum32()), conns: map[*App]int{}, hooks: cfg.Webhooks}
 }
 
 var _ transport.Dialect = (*Dialect)(nil)
@@ -445,6 +448,9 @@ func (d *Dialect) clientEvent(c *hub.Client, cn *conn, m clientMessage) {
 	if _, err := c.Hub().Publish(ctx, cn.app.hubChannel(m.Channel), e.encode(), hub.WithSkip(cn.socketID)); err != nil {
 		c.Send(errorFrame(4200, "Client event not delivered: "+hub.ErrorOf(err).Message))
 		return
+	}
+	if d.hooks != nil {
+		d.hooks.clientEvent(cn.app, m.Channel, m.Event, e.Data, cn.socketID, e.UserID)
 	}
 }
 

@@ -35,6 +35,9 @@ func (a *Apps) ChannelOptions(channel string, o hub.NamespaceOptions) hub.Namesp
 	if k.presence {
 		o.Presence, o.Members = true, true
 	}
+	if app := a.ByID(appID); app.wants("channel_occupied") || app.wants("channel_vacated") {
+		o.Occupancy = true
+	}
 	if k.cache && o.HistorySize < 1 {
 		o.HistorySize = 1
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/internal/wait"
+	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -421,4 +422,23 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A Pusher app's private, presence and server-to-user channels open only to
+// the app's signatures: native and raw clients are refused, even on a node
+// whose other channels are public; its public channels are shared.
+func TestPusherChannelsClosedToOtherDialects(t *testing.T) {
+	n := start(t, server.Config{Pusher: []pusher.App{{ID: "app1", Key: "k", Secret: "s"}}})
+	c, _ := dialNative(t, n)
+	for i, ch := range []string{"app1:private-x", "app1:presence-x", "app1:private-encrypted-x", "app1:server-to-user-7"} {
+		m := c.request(fmt.Sprintf(`{"id":%d,"op":"subscribe","channel":%q}`, i+1, ch))
+		if e, _ := m["error"].(map[string]any); e["code"] != "forbidden" {
+			t.Errorf("native subscribe to %s: %v, want forbidden", ch, m)
+		}
+	}
+	if m := c.request(`{"id":9,"op":"subscribe","channel":"app1:public-news"}`); m["ok"] != true {
+		t.Errorf("native subscribe to the app's public channel: %v", m)
+	}
+	raw := dial(t, n.ws("/raw/app1:private-x"), nil)
+	raw.expectClose(4001)
 }

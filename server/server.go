@@ -135,6 +135,7 @@ type Server struct {
 	raw       *raw.Dialect
 	pusher    *pusher.Dialect
 	pusherAPI *pusher.API
+	webhooks  *pusher.Webhooks
 	api       *httpapi.Handler
 	origins   transport.OriginPolicy
 	web       http.Handler
@@ -177,6 +178,11 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.Hub.ChannelOptions, cfg.Hub.Guard = apps.ChannelOptions, apps.Guard
 	}
+	var hooks *pusher.Webhooks
+	if apps != nil && apps.HaveWebhooks() {
+		hooks = pusher.NewWebhooks(apps, cfg.Logger)
+		cfg.Hub.Observe = hooks.Observe
+	}
 	if len(cfg.DevTokenSecret) > 0 && cfg.Verifier == nil {
 		return nil, errors.New("server: DevTokenSecret needs a Verifier that accepts its tokens")
 	}
@@ -205,7 +211,8 @@ func New(cfg Config) (*Server, error) {
 	})
 	metrics := []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics}
 	if apps != nil {
-		s.pusher = pusher.New(pusher.Config{Apps: apps, NodeID: h.NodeID(), Logger: cfg.Logger})
+		s.pusher = pusher.New(pusher.Config{Apps: apps, NodeID: h.NodeID(), Logger: cfg.Logger, Webhooks: hooks})
+		s.webhooks = hooks
 		s.pusherAPI = pusher.NewAPI(apps, h)
 		metrics = append(metrics, s.pusher.Metrics)
 	}
@@ -301,6 +308,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.cfg.Verifier != nil {
 		s.cfg.Verifier.Close()
+	}
+	if s.webhooks != nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		s.webhooks.Close(wctx)
+		cancel()
 	}
 	return err
 }

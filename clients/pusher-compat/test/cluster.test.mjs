@@ -5,6 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { serverBinary, freePort, ServerProcess, waitFor } from '../../js/testing/harness.mjs';
 
@@ -16,8 +20,35 @@ const app = { id: 'app1', key: 'key1', secret: 'a-secret-for-the-pusher-tests' }
 let redis;
 const instances = [];
 const clients = [];
+// hooks are the webhook requests received: {valid, events}.
+const hooks = [];
+let hookServer;
 
 before(async () => {
+  // The application's webhook endpoint, checking each request with the SDK.
+  const hookPort = await freePort();
+  const verifier = new PusherServer({ appId: app.id, key: app.key, secret: app.secret });
+  hookServer = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const wh = verifier.webhook({ headers: req.headers, rawBody: body });
+      hooks.push({ valid: wh.isValid(), events: wh.isValid() ? wh.getEvents() : [] });
+      res.end('ok');
+    });
+  });
+  await new Promise((resolve) => hookServer.listen(hookPort, '127.0.0.1', resolve));
+  const dir = mkdtempSync(path.join(tmpdir(), 'pusher-cluster-'));
+  const config = path.join(dir, 'switchboard.yaml');
+  writeFileSync(config, `pusher:
+  apps:
+    - id: ${app.id}
+      key: ${app.key}
+      secret: ${app.secret}
+      client_events: true
+      webhooks:
+        - url: http://127.0.0.1:${hookPort}/hook
+`);
   const port = await freePort();
   redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   redis.on('error', (err) => {
@@ -26,8 +57,7 @@ before(async () => {
   const bin = await serverBinary();
   for (let i = 0; i < 3; i++) {
     const s = new ServerProcess(bin, await freePort(), [
-      '--redis', `redis://127.0.0.1:${port}/0`, '--presence-ttl', '1500ms',
-      '--pusher-app-id', app.id, '--pusher-key', app.key, '--pusher-secret', app.secret, '--pusher-client-events',
+      '--redis', `redis://127.0.0.1:${port}/0`, '--presence-ttl', '1500ms', '--config', config,
     ]);
     await waitFor('the instance to start (Redis may still be starting)', async () => {
       try {
@@ -42,6 +72,7 @@ before(async () => {
 });
 
 after(async () => {
+  hookServer?.close();
   clients.forEach((c) => c.disconnect());
   for (const s of instances) await s.stop();
   redis?.kill('SIGKILL');
@@ -113,4 +144,32 @@ test('client events and socket_id exclusion cross instances', async () => {
   await waitFor('b to get the second', () => atB.length === 2);
   assert.deepEqual(atA.map(([e, d]) => [e, d]), [['server', 'not for b'], ['server', 'for both']], 'a got its own client event');
   assert.deepEqual(atB, [['client-hi', { from: 'a' }], ['server', 'for both']]);
+});
+
+// hookEvents returns the events of every valid webhook request so far, of
+// one channel, as "name[:user_id]".
+function hookEvents(channel) {
+  return hooks.flatMap((h) => h.events).filter((e) => e.channel === channel).map((e) => (e.user_id ? `${e.name}:${e.user_id}` : e.name));
+}
+
+test('webhooks: signed, and each event once for the whole cluster', async () => {
+  const a = await connect(instances[0], 'wa');
+  const b = await connect(instances[1], 'wb');
+  const { ch: cha } = await subscribed(a, 'presence-hooks');
+  const { ch: chb } = await subscribed(b, 'presence-hooks');
+  await waitFor('occupied and both members', () => hookEvents('presence-hooks').length >= 3);
+  chb.trigger('client-ping', { n: 1 });
+  await waitFor('the client_event', () => hookEvents('presence-hooks').includes('client_event:wb'));
+  a.unsubscribe('presence-hooks');
+  b.unsubscribe('presence-hooks');
+  await waitFor('vacated', () => hookEvents('presence-hooks').includes('channel_vacated'));
+  assert.ok(hooks.every((h) => h.valid), 'a webhook request failed the SDK\'s signature check');
+  assert.deepEqual(hookEvents('presence-hooks').sort(), [
+    'channel_occupied', 'channel_vacated', 'client_event:wb', 'member_added:wa', 'member_added:wb', 'member_removed:wa', 'member_removed:wb',
+  ]);
+  const ce = hooks.flatMap((h) => h.events).find((e) => e.name === 'client_event' && e.channel === 'presence-hooks');
+  assert.equal(ce.event, 'client-ping');
+  assert.deepEqual(JSON.parse(ce.data), { n: 1 });
+  assert.equal(ce.socket_id, b.connection.socket_id);
+  void cha;
 });
