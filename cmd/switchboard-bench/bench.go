@@ -22,7 +22,7 @@ import (
 type Config struct {
 	Scenario    string        // broadcast, ramp, rooms, idle, connect
 	URLs        []string      // server instances, ws://host:port[/prefix]
-	Dialect     string        // raw, native, centrifugo
+	Dialect     string        // raw, native, centrifugo, pusher
 	Channel     string        // default: "" (raw: "/", the server's default channel), else "bench"
 	Subscribers int           // broadcast, ramp; default 100
 	Rate        float64       // msg/s: the publisher's (broadcast), each subscriber's (rooms); default 100 (rooms 1)
@@ -31,6 +31,8 @@ type Config struct {
 	PublishURL  string        // publish through POST {PublishURL}/api/publish instead of a WebSocket
 	APIKey      string        // bearer token for PublishURL
 	Token       string        // connection token (native ?token=, centrifugo connect)
+	PusherKey   string        // pusher: the app's key (/app/{key}); default "app-key"
+	PusherApp   string        // pusher: the app's id, whose channels a native publisher reaches as "{id}:{channel}"; default "app-id"
 	ServerPIDs  []int         // server processes to measure
 	Readers     int           // epoll reader goroutines; default 2
 	Concurrency int           // connections opened at once; default 64
@@ -63,9 +65,22 @@ func (c *Config) defaults() error {
 		c.Dialect = "raw"
 	}
 	switch c.Dialect {
-	case "raw", "native", "centrifugo":
+	case "raw", "native", "centrifugo", "pusher":
 	default:
-		return fmt.Errorf("unknown --dialect %q (raw, native, centrifugo)", c.Dialect)
+		return fmt.Errorf("unknown --dialect %q (raw, native, centrifugo, pusher)", c.Dialect)
+	}
+	if c.Dialect == "pusher" {
+		if c.PusherKey == "" {
+			c.PusherKey = "app-key"
+		}
+		if c.PusherApp == "" {
+			c.PusherApp = "app-id"
+		}
+		if c.Scenario == "rooms" && c.PublishURL == "" {
+			// Pusher clients publish only client events, on private
+			// channels, which need a signature per subscription.
+			return errors.New("--dialect pusher: the rooms scenario needs --publish-url (Pusher clients do not publish)")
+		}
 	}
 	if c.Channel == "" && c.Dialect != "raw" {
 		c.Channel = "bench"
@@ -138,7 +153,7 @@ func newEnv(cfg *Config, order bool, conns int) (*env, error) {
 		return nil, err
 	}
 	e := &env{cfg: cfg, targets: ts, seq: 1}
-	e.d = &dialer{dialect: cfg.Dialect, token: cfg.Token, timeout: cfg.DialTimeout}
+	e.d = &dialer{dialect: cfg.Dialect, token: cfg.Token, pusherKey: cfg.PusherKey, timeout: cfg.DialTimeout}
 	e.d.srcs = sourceAddrs(cfg.SrcIPs, conns, ts)
 	bufSize := 256<<10 + 4*cfg.Size
 	for range cfg.Readers {
@@ -278,14 +293,21 @@ func (e *env) openPublisher(ctx context.Context) error {
 	}
 	ch := e.cfg.Channel
 	if e.cfg.Dialect != "raw" {
-		ch = "" // native and centrifugo publishers need not subscribe
+		ch = "" // native, centrifugo and pusher publishers need not subscribe
+	}
+	d := e.d
+	if e.cfg.Dialect == "pusher" {
+		// Pusher clients do not publish: a native connection publishes
+		// into the app's channel, which is what a backend on the same
+		// hub does.
+		d = &dialer{dialect: "native", token: e.cfg.Token, timeout: e.cfg.DialTimeout}
 	}
 	t := e.targets[0]
-	s, err := e.d.connect(ctx, t, e.d.path(t, e.cfg.Channel))
+	s, err := d.connect(ctx, t, d.path(t, e.cfg.Channel))
 	if err != nil {
 		return fmt.Errorf("publisher: %w", err)
 	}
-	if err := e.d.setup(s, ch); err != nil {
+	if err := d.setup(s, ch); err != nil {
 		_ = s.nc.Close()
 		return fmt.Errorf("publisher: %w", err)
 	}
@@ -298,10 +320,14 @@ func (e *env) openPublisher(ctx context.Context) error {
 	return e.readers[0].add(c)
 }
 
-// httpChannel is the channel HTTP publishes go to.
+// httpChannel is the hub channel publishes go to: the raw default
+// channel's name, or a Pusher app's channel as the hub names it.
 func (e *env) httpChannel(ch string) string {
-	if ch == "" {
+	switch {
+	case ch == "":
 		return "chat_messages" // the raw default channel, the seed's
+	case e.cfg.Dialect == "pusher":
+		return e.cfg.PusherApp + ":" + ch
 	}
 	return ch
 }
@@ -330,12 +356,12 @@ func (e *env) appendPublish(dst []byte, c *conn, ch string, seq uint64, now int6
 		return append(dst, p...)
 	case e.cfg.Dialect == "raw":
 		p = appendRawPayload(p, seq, now, size)
-	case e.cfg.Dialect == "native":
+	case e.cfg.Dialect == "native" || e.cfg.Dialect == "pusher":
 		c.id++
 		p = append(p, `{"id":`...)
 		p = strconv.AppendInt(p, int64(c.id), 10)
 		p = append(p, `,"op":"publish","channel":`...)
-		p = strconv.AppendQuote(p, ch)
+		p = strconv.AppendQuote(p, e.httpChannel(ch))
 		p = append(p, `,"data":`...)
 		p = appendJSONPayload(p, seq, now, size)
 		p = append(p, '}')

@@ -54,8 +54,9 @@ func parseTargets(urls []string) ([]target, error) {
 // dialer opens benchmark connections, spreading them over source addresses
 // when asked.
 type dialer struct {
-	dialect string
-	token   string
+	dialect   string
+	token     string
+	pusherKey string
 	srcs    []*net.TCPAddr
 	next    atomic.Uint64
 	timeout time.Duration
@@ -71,6 +72,8 @@ func (d *dialer) path(t target, ch string) string {
 		return t.base + "/raw/" + ch
 	case "centrifugo":
 		return t.base + "/connection/websocket"
+	case "pusher":
+		return t.base + "/app/" + url.PathEscape(d.pusherKey) + "?protocol=7&client=switchboard-bench&version=1"
 	default:
 		p := t.base + "/ws"
 		if d.token != "" {
@@ -191,6 +194,33 @@ func (d *dialer) setup(s *setupConn, ch string) error {
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", ch, err)
 		}
+	case "pusher":
+		w, err := s.readMessage()
+		if err != nil {
+			return fmt.Errorf("connection_established: %w", err)
+		}
+		if !bytes.Contains(w, []byte(`"pusher:connection_established"`)) {
+			return fmt.Errorf("first frame %s, want pusher:connection_established", w)
+		}
+		if ch == "" {
+			return nil
+		}
+		if err := s.send([]byte(`{"event":"pusher:subscribe","data":{"channel":` + strconv.Quote(ch) + `}}`)); err != nil {
+			return err
+		}
+		for range 8 {
+			m, err := s.readMessage()
+			if err != nil {
+				return fmt.Errorf("subscribe %s: %w", ch, err)
+			}
+			switch {
+			case bytes.Contains(m, []byte(`"pusher_internal:subscription_succeeded"`)):
+				return nil
+			case bytes.Contains(m, []byte(`"pusher:subscription_error"`)), bytes.Contains(m, []byte(`"pusher:error"`)):
+				return fmt.Errorf("subscribe %s: refused: %s", ch, m)
+			}
+		}
+		return fmt.Errorf("subscribe %s: no pusher_internal:subscription_succeeded", ch)
 	case "centrifugo":
 		s.id++
 		req := `{"id":1,"connect":{"name":"switchboard-bench"}}`

@@ -151,6 +151,24 @@ func TestParsePayload(t *testing.T) {
 		{"json empty t", `{"s":7,"t":,"p":"x"}`, true, 0, 0, false},
 		{"json truncated", `{"s":7`, true, 0, 0, false},
 	}
+	// A Pusher event carries the payload as a JSON string.
+	escaped := []struct {
+		in  string
+		seq uint64
+		ts  int64
+		ok  bool
+	}{
+		{`{"event":"message","channel":"bench","data":"{\"s\":42,\"t\":17,\"p\":\"x\"}"}`, 42, 17, true},
+		{`{"event":"message","channel":"bench","data":"{\"s\":42,\"p\":\"x\"}"}`, 0, 0, false},
+		{`{"event":"message","channel":"bench","data":{"s":42,"t":17}}`, 0, 0, false},
+		{`{"event":"pusher:pong","data":{}}`, 0, 0, false},
+	}
+	for _, tt := range escaped {
+		seq, ts, ok := parseEscapedJSONPayload([]byte(tt.in))
+		if ok != tt.ok || seq != tt.seq || ts != tt.ts {
+			t.Errorf("parseEscapedJSONPayload(%q) = %d, %d, %v; want %d, %d, %v", tt.in, seq, ts, ok, tt.seq, tt.ts, tt.ok)
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

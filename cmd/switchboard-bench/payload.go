@@ -65,22 +65,37 @@ func parseRawPayload(b []byte) (seq uint64, t int64, ok bool) {
 	return seq, int64(tv), true
 }
 
-var jsonMarker = []byte(`{"s":`)
+var (
+	jsonMarker    = []byte(`{"s":`)
+	jsonTime      = []byte(`,"t":`)
+	escapedMarker = []byte(`{\"s\":`)
+	escapedTime   = []byte(`,\"t\":`)
+)
 
 // parseJSONPayload finds a JSON payload anywhere in b (a native message
 // event or a Centrifugo push embeds it as data) and extracts seq and send
 // time. It does not allocate.
 func parseJSONPayload(b []byte) (seq uint64, t int64, ok bool) {
-	i := bytes.Index(b, jsonMarker)
+	return findPayload(b, jsonMarker, jsonTime)
+}
+
+// parseEscapedJSONPayload is parseJSONPayload for a payload carried inside
+// a JSON string, as a Pusher event's data is: {\"s\":1,\"t\":2,...}.
+func parseEscapedJSONPayload(b []byte) (seq uint64, t int64, ok bool) {
+	return findPayload(b, escapedMarker, escapedTime)
+}
+
+func findPayload(b, marker, tm []byte) (seq uint64, t int64, ok bool) {
+	i := bytes.Index(b, marker)
 	if i < 0 {
 		return 0, 0, false
 	}
-	b = b[i+len(jsonMarker):]
+	b = b[i+len(marker):]
 	seq, n := parseUint(b)
-	if n == 0 || len(b) < n+5 || string(b[n:n+5]) != `,"t":` {
+	if n == 0 || !bytes.HasPrefix(b[n:], tm) {
 		return 0, 0, false
 	}
-	tv, m := parseUint(b[n+5:])
+	tv, m := parseUint(b[n+len(tm):])
 	if m == 0 {
 		return 0, 0, false
 	}

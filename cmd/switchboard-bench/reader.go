@@ -215,6 +215,19 @@ func (r *reader) message(c *conn, p []byte, now int64) {
 				}
 			}
 		}
+	case "pusher":
+		// An event's data is a JSON string: the payload arrives escaped.
+		switch {
+		case bytes.Contains(p, []byte(`"pusher:ping"`)):
+			r.scratch = appendFrame(r.scratch[:0], opText, []byte(`{"event":"pusher:pong","data":{}}`), c.nextMask())
+			_ = c.write(r.scratch)
+		case bytes.Contains(p, []byte(`"pusher:error"`)):
+			r.errors++
+		default:
+			if seq, t, ok := parseEscapedJSONPayload(p); ok {
+				r.deliver(c, seq, t, now)
+			}
+		}
 	default: // native
 		if seq, t, ok := parseJSONPayload(p); ok {
 			r.deliver(c, seq, t, now)

@@ -428,7 +428,7 @@ func runConnect(ctx context.Context, cfg *Config) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dialer{dialect: cfg.Dialect, token: cfg.Token, timeout: cfg.DialTimeout, srcs: sourceAddrs(cfg.SrcIPs, cfg.Conns, ts)}
+	d := &dialer{dialect: cfg.Dialect, token: cfg.Token, pusherKey: cfg.PusherKey, timeout: cfg.DialTimeout, srcs: sourceAddrs(cfg.SrcIPs, cfg.Conns, ts)}
 	hists := make([]Histogram, cfg.Concurrency)
 	conns := make([]*setupConn, cfg.Conns)
 	var (

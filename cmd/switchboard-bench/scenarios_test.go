@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/server"
 )
 
@@ -22,7 +23,10 @@ import (
 // the test ends and returns its address.
 func startServer(t *testing.T) string {
 	t.Helper()
-	srv, err := server.New(server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(server.Config{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Pusher: []pusher.App{{ID: "app-id", Key: "app-key", Secret: "app-secret"}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +89,20 @@ func TestScenarios(t *testing.T) {
 			}
 			if s := rs[2]; s.Scenario != "ramp-summary" || s.SustainedRate != 100 || s.SustainedDeliveriesSec <= 0 {
 				t.Errorf("summary = %+v", s)
+			}
+		}},
+		{"broadcast pusher", func(c *Config) {
+			c.Scenario, c.Dialect, c.Subscribers, c.Rate = "broadcast", "pusher", 20, 50
+		}, checkDelivery},
+		{"broadcast pusher http publish", func(c *Config) {
+			c.Scenario, c.Dialect, c.Subscribers, c.Rate, c.PublishURL = "broadcast", "pusher", 10, 30, "http://"+addr
+		}, checkDelivery},
+		{"idle pusher", func(c *Config) {
+			c.Scenario, c.Dialect, c.Conns, c.Duration, c.Settle = "idle", "pusher", 30, 200*time.Millisecond, 100*time.Millisecond
+		}, func(t *testing.T, rs []Result) {
+			r := rs[0]
+			if r.Conns != 30 || r.ConnErrors != 0 || r.Disconnects != 0 {
+				t.Errorf("idle = %+v", r)
 			}
 		}},
 		{"rooms native", func(c *Config) {
