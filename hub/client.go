@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -47,15 +46,29 @@ type Transport interface {
 type Client struct {
 	hub     *Hub
 	id      string
-	seq     uint64
 	dialect Dialect
 	di      uint8 // dialect's index in the hub (frameCache)
-	// ident is owned by the reader; user, its User, is also guarded by mu
-	// for the hub's other goroutines (revocation).
-	ident Identity
+	stripe  uint8 // the client registry's stripe that holds it
+	// deadlineWhy is the close reason at the deadline (a deadline*
+	// constant), guarded by mu.
+	deadlineWhy uint8
+	// mu guards writing and closed (with the send queue below).
+	writing bool // a flush is scheduled or running (pool or goroutine)
+	closed  bool // no more frames are accepted
+	// try is set by Attach when the transport is a TryWriter: it is
+	// flushed by the hub's writer pool. Asserting c.t where it is needed
+	// keeps the client a word smaller than holding the interface twice.
+	try bool
+	// dueIndex is the client's index in the pool's heap of delayed
+	// clients, -1 outside; guarded by the pool's mu.
+	dueIndex int32
+	// ident is who the client is: nil while anonymous. The reader replaces
+	// it (auth, refresh); any goroutine may load it. An Identity, once
+	// stored, is never changed.
+	ident atomic.Pointer[Identity]
 	// deadline is when the client is closed with 4001 (unix nanoseconds;
 	// 0: never): its token's expiry, or the end of the time it has to
-	// authenticate. deadlineWhy is the close reason, guarded by mu.
+	// authenticate.
 	deadline atomic.Int64
 
 	// Data is the dialect's state of this connection (a raw client's
@@ -63,34 +76,27 @@ type Client struct {
 	Data any
 
 	// mu guards the send queue and the fields below it.
-	mu      sync.Mutex
-	t       Transport // nil until Attach
-	tw      TryWriter // t, when it can write without blocking
-	queue   [][]byte  // frames waiting for the writer
-	spare   [][]byte  // the writer's emptied batch, kept for reuse
-	queued  int       // bytes queued or being written
-	writing bool      // a flush is scheduled or running (pool or goroutine)
+	mu     sync.Mutex
+	t      Transport // nil until Attach
+	queue  [][]byte  // frames waiting for the writer
+	spare  [][]byte  // the writer's emptied batch, kept for reuse
+	queued int       // bytes queued or being written
 	// lastWrite is when the pool last wrote to the client (monotime), for
 	// the write delay. Owned by whoever owns the flush (see writing).
 	lastWrite int64
-	dueIndex  int  // index in the pool's heap of delayed clients, -1 outside; guarded by the pool's mu
-	closed    bool // no more frames are accepted
 	killer    *time.Timer
 	writer    sync.WaitGroup // counts the flush in progress, if any
 	// subs holds the client's channels; the reader changes it, and
 	// revocation removes from it, both under mu.
-	subs        map[string]*Member
-	alias       string          // another name of the client (Message.Skip); set before it subscribes
-	user        string          // ident.User
-	info        json.RawMessage // ident.Info
-	deadlineWhy string
+	subs  map[string]*Member
+	alias string // another name of the client (Message.Skip); set before it subscribes
 	// tokens and refilled are the rate limiter's bucket (Config.ClientRate),
-	// refused and refusedAt its count of refused frames; all owned by the
-	// reader goroutine.
-	tokens    float64
-	refilled  time.Time
-	refused   float64
-	refusedAt time.Time
+	// refused and refusedAt its count of refused frames (times in unix
+	// nanoseconds); all owned by the reader goroutine.
+	tokens    float32
+	refused   float32
+	refilled  int64
+	refusedAt int64
 }
 
 // NewClient registers a new client of dialect d, who is id. It fails with
@@ -101,10 +107,10 @@ func (h *Hub) NewClient(d Dialect, id Identity) (*Client, error) {
 		return nil, fmt.Errorf("hub: more than %d dialects", maxDialects)
 	}
 	cid, seq := h.newClientID()
-	c := &Client{hub: h, id: cid, seq: seq, dialect: d, di: di, dueIndex: -1}
+	c := &Client{hub: h, id: cid, stripe: uint8(seq % numClients), dialect: d, di: di, dueIndex: -1}
 	c.setIdentity(id)
 	if id.User == "" && h.cfg.AuthTimeout > 0 {
-		c.setDeadline(time.Now().Add(h.cfg.AuthTimeout), "no valid token")
+		c.setDeadline(time.Now().Add(h.cfg.AuthTimeout), deadlineNoToken)
 	}
 	if err := h.register(c); err != nil {
 		return nil, err
@@ -123,15 +129,19 @@ func (c *Client) Hub() *Hub { return c.hub }
 
 // Identity returns who the client is. Only the reader may call it (the
 // identity changes with auth and refresh requests).
-func (c *Client) Identity() *Identity { return &c.ident }
+func (c *Client) Identity() *Identity {
+	if id := c.ident.Load(); id != nil {
+		return id
+	}
+	return &anonymous
+}
+
+// anonymous is the identity of a client without one. Nobody changes it.
+var anonymous Identity
 
 // User returns the client's user; empty when anonymous. It is safe from
 // any goroutine.
-func (c *Client) User() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.user
-}
+func (c *Client) User() string { return c.Identity().User }
 
 // Attach gives the client its transport and starts writing whatever was
 // queued before it (the welcome frame, or messages of a raw connection's
@@ -139,7 +149,7 @@ func (c *Client) User() string {
 func (c *Client) Attach(t Transport) {
 	c.mu.Lock()
 	c.t = t
-	c.tw, _ = t.(TryWriter)
+	_, c.try = t.(TryWriter)
 	if len(c.queue) > 0 && !c.writing {
 		c.startFlushLocked()
 	}
@@ -182,7 +192,7 @@ func (c *Client) pushLocked(frame []byte) {
 func (c *Client) startFlushLocked() {
 	c.writing = true
 	c.writer.Add(1)
-	if c.tw != nil {
+	if c.try {
 		c.hub.writers.push(c)
 		return
 	}
@@ -196,7 +206,8 @@ func (c *Client) startFlushLocked() {
 // client's own that may block (a slow reader must not hold a pool writer).
 func (c *Client) flushNow() (again bool) {
 	c.mu.Lock()
-	if len(c.queue) == 0 || c.tw == nil {
+	tw, _ := c.t.(TryWriter)
+	if len(c.queue) == 0 || tw == nil {
 		c.finishFlushLocked()
 		c.mu.Unlock()
 		return false
@@ -209,7 +220,7 @@ func (c *Client) flushNow() (again bool) {
 		total += len(f)
 	}
 	frames := len(batch)
-	n, err := c.tw.TryWriteFrames(batch)
+	n, err := tw.TryWriteFrames(batch)
 	if c.hub.writers.delay > 0 {
 		c.lastWrite = monotime()
 	}
@@ -355,7 +366,7 @@ func (c *Client) closeLocked(frame []byte, drop bool) {
 	c.pushLocked(frame)
 	c.closed = true
 	c.armKillLocked()
-	if c.tw != nil {
+	if c.try {
 		c.hub.writers.expedite(c)
 	}
 }
@@ -418,11 +429,11 @@ func (c *Client) Allow() bool {
 	if rate <= 0 {
 		return true
 	}
-	now := time.Now()
-	if c.refilled.IsZero() {
-		c.tokens = float64(c.hub.cfg.ClientBurst)
+	now := time.Now().UnixNano()
+	if c.refilled == 0 {
+		c.tokens = float32(c.hub.cfg.ClientBurst)
 	} else {
-		c.tokens = min(float64(c.hub.cfg.ClientBurst), c.tokens+now.Sub(c.refilled).Seconds()*rate)
+		c.tokens = float32(min(float64(c.hub.cfg.ClientBurst), float64(c.tokens)+float64(now-c.refilled)/1e9*rate))
 	}
 	c.refilled = now
 	if c.tokens < 1 {
@@ -441,13 +452,13 @@ func (c *Client) Allow() bool {
 // told it is over its rate is never cut; one that sends more than twice
 // its rate for a while is.
 func (c *Client) Flooding() bool {
-	now := time.Now()
-	if !c.refusedAt.IsZero() {
-		c.refused = max(0, c.refused-now.Sub(c.refusedAt).Seconds()*c.hub.cfg.ClientRate)
+	now := time.Now().UnixNano()
+	if c.refusedAt != 0 {
+		c.refused = float32(max(0, float64(c.refused)-float64(now-c.refusedAt)/1e9*c.hub.cfg.ClientRate))
 	}
 	c.refusedAt = now
 	c.refused++
-	return c.refused > float64(c.hub.cfg.ClientBurst)
+	return float64(c.refused) > float64(c.hub.cfg.ClientBurst)
 }
 
 // RequestContext returns the context for the broker calls made for one

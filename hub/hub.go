@@ -150,7 +150,7 @@ func (c *Config) setDefaults() {
 const (
 	numShards   = 64
 	numSubLocks = 128
-	numClients  = 16
+	numClients  = 16 // at most 256: Client.stripe is a uint8
 )
 
 // Hub is one switchboard node. Create it with New, then Start it.
@@ -671,7 +671,7 @@ func (h *Hub) Channels() map[string]int {
 
 // register adds c to the client registry.
 func (h *Hub) register(c *Client) error {
-	i := c.seq % numClients
+	i := c.stripe
 	h.clientsMu[i].Lock()
 	defer h.clientsMu[i].Unlock()
 	// Checked under the lock so that Shutdown's snapshot, taken after it
@@ -687,7 +687,7 @@ func (h *Hub) register(c *Client) error {
 }
 
 func (h *Hub) unregister(c *Client) {
-	i := c.seq % numClients
+	i := c.stripe
 	h.clientsMu[i].Lock()
 	_, ok := h.clients[i][c]
 	delete(h.clients[i], c)

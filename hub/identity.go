@@ -40,7 +40,7 @@ func (h *Hub) Identify(token string) (Identity, error) {
 // check out (unauthorized, saying why) or the client already has a user
 // (bad_request: that is a refresh).
 func (c *Client) Authenticate(token string) (Identity, error) {
-	if c.ident.User != "" {
+	if c.Identity().User != "" {
 		return Identity{}, protocol.Errorf(protocol.CodeBadRequest, "already authenticated; send refresh with a new token")
 	}
 	id, err := c.hub.Identify(token)
@@ -55,17 +55,17 @@ func (c *Client) Authenticate(token string) (Identity, error) {
 // before the first expires (the client is closed with 4001 "token expired"
 // otherwise).
 func (c *Client) Refresh(token string) (Identity, error) {
-	if c.ident.User == "" {
+	if c.Identity().User == "" {
 		return Identity{}, protocol.Errorf(protocol.CodeUnauthorized, "not authenticated; send auth first")
 	}
 	id, err := c.hub.Identify(token)
 	if err != nil {
 		return Identity{}, err
 	}
-	if id.User != c.ident.User {
+	if id.User != c.Identity().User {
 		return Identity{}, protocol.Errorf(protocol.CodeForbidden, "a refresh token must name the connection's user")
 	}
-	if !id.Expires.After(c.ident.Expires) {
+	if !id.Expires.After(c.Identity().Expires) {
 		return Identity{}, protocol.Errorf(protocol.CodeBadRequest, "a refresh token must expire later than the token it replaces")
 	}
 	c.setIdentity(id)
@@ -82,14 +82,14 @@ func (c *Client) checkGrant(token, channel string) error {
 	if c.hub.cfg.Tokens == nil {
 		return errNoTokens
 	}
-	if c.ident.User == "" {
+	if c.Identity().User == "" {
 		return protocol.Errorf(protocol.CodeUnauthorized, "a subscription token needs an authenticated connection")
 	}
 	user, granted, err := c.hub.cfg.Tokens.Grant(token)
 	switch {
 	case err != nil:
 		return err
-	case user != c.ident.User:
+	case user != c.Identity().User:
 		return protocol.Errorf(protocol.CodeForbidden, "the subscription token is for another user")
 	case granted != channel:
 		return protocol.Errorf(protocol.CodeForbidden, "the subscription token grants another channel")
@@ -100,20 +100,36 @@ func (c *Client) checkGrant(token, channel string) error {
 // setIdentity makes the client id, and sets its deadline to the token's
 // expiry. The reader calls it (or NewClient, before anyone else sees c).
 func (c *Client) setIdentity(id Identity) {
-	c.ident = id
-	c.mu.Lock()
-	c.user, c.info = id.User, id.Info
-	c.mu.Unlock()
-	if id.Expires.IsZero() {
-		c.setDeadline(time.Time{}, "")
+	if id.User == "" && id.Expires.IsZero() && id.Info == nil && id.Channels == nil && id.Publish == nil {
+		c.ident.Store(nil)
 	} else {
-		c.setDeadline(id.Expires, "token expired")
+		c.ident.Store(&id)
+	}
+	if id.Expires.IsZero() {
+		c.setDeadline(time.Time{}, deadlineNone)
+	} else {
+		c.setDeadline(id.Expires, deadlineExpired)
 	}
 }
 
-// setDeadline closes the client with 4001 and why at t (never when t is
-// zero).
-func (c *Client) setDeadline(t time.Time, why string) {
+// The reasons a client is closed at its deadline, as Client.deadlineWhy
+// holds them.
+const (
+	deadlineNone    uint8 = iota
+	deadlineExpired       // its token expired
+	deadlineNoToken       // it did not authenticate in time
+)
+
+// deadlineReasons are the close reasons of the deadline* constants.
+var deadlineReasons = [...]string{
+	deadlineNone:    "",
+	deadlineExpired: "token expired",
+	deadlineNoToken: "no valid token",
+}
+
+// setDeadline closes the client with 4001 and the reason why at t (never
+// when t is zero).
+func (c *Client) setDeadline(t time.Time, why uint8) {
 	c.mu.Lock()
 	c.deadlineWhy = why
 	c.mu.Unlock()
@@ -140,7 +156,7 @@ func (h *Hub) deadlineLoop() {
 				if d := c.deadline.Load(); d != 0 && d <= now.UnixNano() {
 					c.deadline.Store(0)
 					c.mu.Lock()
-					why := c.deadlineWhy
+					why := deadlineReasons[c.deadlineWhy]
 					c.mu.Unlock()
 					c.Close(protocol.CloseUnauthorized, why)
 				}

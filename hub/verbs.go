@@ -160,7 +160,7 @@ func (c *Client) Presence(ctx context.Context, channel string) ([]broker.Presenc
 }
 
 func (c *Client) authorize(a Action, channel string) error {
-	return c.hub.auth.Authorize(&c.ident, a, channel)
+	return c.hub.auth.Authorize(c.Identity(), a, channel)
 }
 
 // authorizeRead asks about reading a channel's history or presence: a
@@ -202,7 +202,8 @@ func (c *Client) member(channel string) (string, json.RawMessage) {
 	if m := c.subs[channel]; m != nil {
 		return m.User, m.Info
 	}
-	return c.user, c.info
+	id := c.Identity()
+	return id.User, id.Info
 }
 
 // Send queues a frame (a whole WebSocket frame, see package wsframe) to the

@@ -226,7 +226,7 @@ func (p *writerPool) expedite(c *Client) {
 		p.mu.Unlock()
 		return
 	}
-	p.later.remove(c.dueIndex)
+	p.later.remove(int(c.dueIndex))
 	p.appendLocked(c)
 	wake := p.shouldWakeLocked()
 	p.mu.Unlock()
@@ -249,7 +249,7 @@ type dueHeap []dueClient
 
 func (h *dueHeap) push(d dueClient) {
 	*h = append(*h, d)
-	d.c.dueIndex = len(*h) - 1
+	d.c.dueIndex = int32(len(*h) - 1)
 	h.up(len(*h) - 1)
 }
 
@@ -266,7 +266,7 @@ func (h *dueHeap) remove(i int) {
 	s[i].c.dueIndex = -1
 	if i != last {
 		s[i] = s[last]
-		s[i].c.dueIndex = i
+		s[i].c.dueIndex = int32(i)
 	}
 	s[last] = dueClient{}
 	*h = s[:last]
@@ -278,8 +278,8 @@ func (h *dueHeap) remove(i int) {
 
 func (h dueHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].c.dueIndex = i
-	h[j].c.dueIndex = j
+	h[i].c.dueIndex = int32(i)
+	h[j].c.dueIndex = int32(j)
 }
 
 func (h dueHeap) up(i int) {
