@@ -11,7 +11,10 @@
 # SUBS (1000), RATE (200), SIZE (100), DURATION (10s), STEP (3s),
 # IDLE_CONNS (10000), IDLE_HOLD (5s), CONNECT_CONNS (5000), WRITE_DELAY (40ms),
 # SIDES ("seed switchboard switchboard-wd"; switchboard-wd is switchboard with
-# --write-delay WRITE_DELAY, run for broadcast and ramp only).
+# --write-delay WRITE_DELAY, run for broadcast and ramp only;
+# switchboard-native and switchboard-pusher run every scenario through the
+# native and the Pusher dialect instead of raw, for SIDES="switchboard-native
+# switchboard-pusher", the dialects side by side).
 #
 # Needs: go, node + npm (npm install ws ioredis into a temporary directory),
 # redis-server. It starts its own redis-server on a free port and kills
@@ -32,7 +35,7 @@ SIDES=${SIDES:-seed switchboard switchboard-wd}
 WRITE_DELAY=${WRITE_DELAY:-40ms}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-$(date +%Y%m%d-%H%M%S)}
 
-[ -f "$SEED_DIR/server.js" ] || { echo "no server.js in SEED_DIR=$SEED_DIR" >&2; exit 2; }
+[[ " $SIDES " != *" seed "* ]] || [ -f "$SEED_DIR/server.js" ] || { echo "no server.js in SEED_DIR=$SEED_DIR" >&2; exit 2; }
 for cmd in go node npm redis-server python3; do
 	command -v "$cmd" >/dev/null || { echo "bench-compare: $cmd is required" >&2; exit 2; }
 done
@@ -104,6 +107,7 @@ start_seed() {
 	URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
 	SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
 	NOTE="seed: 2 Node instances, Redis Pub/Sub"
+	DIALECT=raw
 }
 
 # start_switchboard [flags...]: two instances on the Redis, with extra flags.
@@ -121,11 +125,23 @@ start_switchboard() {
 	URLS=ws://127.0.0.1:$p1,ws://127.0.0.1:$p2
 	SRV_PIDS="--server-pid ${RUNNING[0]} --server-pid ${RUNNING[1]}"
 	NOTE="switchboard: 2 instances, Redis broker${*:+ ($*)}"
+	DIALECT=raw
 }
 
 # start_switchboard-wd: the same with --write-delay (the CPU per delivery
 # setting; idle memory and handshakes do not depend on it).
 start_switchboard-wd() { start_switchboard --write-delay "$WRITE_DELAY"; }
+
+# start_switchboard-native, start_switchboard-pusher: the same instances
+# (with one Pusher app), loaded through the native or the Pusher dialect.
+start_switchboard-native() {
+	start_switchboard --pusher-app-id app-id --pusher-key app-key --pusher-secret app-secret
+	DIALECT=native
+}
+start_switchboard-pusher() {
+	start_switchboard --pusher-app-id app-id --pusher-key app-key --pusher-secret app-secret
+	DIALECT=pusher
+}
 
 bench() { # label scenario flags...: run one scenario, append its results
 	local label=$1 scenario=$2
@@ -142,20 +158,20 @@ for side in $SIDES; do
 	"start_$side"
 	log "$NOTE"
 	echo "$NOTE" >>"$OUT/notes.txt"
-	bench "$side" broadcast --dialect raw --subs "$SUBS" --rate "$RATE" --size "$SIZE" --duration "$DURATION"
+	bench "$side" broadcast --dialect "$DIALECT" --subs "$SUBS" --rate "$RATE" --size "$SIZE" --duration "$DURATION"
 	stop "${RUNNING[@]}" # a server that fell behind must not carry its backlog into the ramp
 
 	"start_$side"
-	bench "$side" ramp --dialect raw --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
+	bench "$side" ramp --dialect "$DIALECT" --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
 	stop "${RUNNING[@]}"
 
 	[ "$side" = switchboard-wd ] && continue
 	"start_$side"
-	bench "$side" idle --dialect raw --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
+	bench "$side" idle --dialect "$DIALECT" --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
 	stop "${RUNNING[@]}"
 
 	"start_$side"
-	bench "$side" connect --dialect raw --conns "$CONNECT_CONNS" --concurrency 64
+	bench "$side" connect --dialect "$DIALECT" --conns "$CONNECT_CONNS" --concurrency 64
 	stop "${RUNNING[@]}"
 done
 

@@ -57,9 +57,9 @@ type dialer struct {
 	dialect   string
 	token     string
 	pusherKey string
-	srcs    []*net.TCPAddr
-	next    atomic.Uint64
-	timeout time.Duration
+	srcs      []*net.TCPAddr
+	next      atomic.Uint64
+	timeout   time.Duration
 }
 
 // path returns the request path of a connection to channel ch on t.
