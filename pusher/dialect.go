@@ -62,11 +62,42 @@ type conn struct {
 	app      *App
 	socketID string
 	user     string // signed in: the user's id
-	// channels are the channels subscribed: Pusher name -> kind.
-	channels map[string]channelKind
-	// client events' bucket: clientEventRate tokens a second.
+	// channels are the channels subscribed, with their kinds: a slice,
+	// not a map, because a connection has a few (at most the hub's
+	// MaxSubscriptions) and an idle one should stay small.
+	channels []subscribed
+	// client events' bucket: clientEventRate tokens a second, refilled at
+	// unix nanoseconds.
 	tokens   float64
-	refilled time.Time
+	refilled int64
+}
+
+// subscribed is one of a connection's channels.
+type subscribed struct {
+	name string
+	kind channelKind
+}
+
+// channel returns the kind of the subscribed channel name.
+func (cn *conn) channel(name string) (channelKind, bool) {
+	for _, s := range cn.channels {
+		if s.name == name {
+			return s.kind, true
+		}
+	}
+	return channelKind{}, false
+}
+
+// forget removes name from the subscribed channels; false when it was not
+// one.
+func (cn *conn) forget(name string) bool {
+	for i, s := range cn.channels {
+		if s.name == name {
+			cn.channels = append(cn.channels[:i], cn.channels[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // Name returns "pusher".
@@ -100,7 +131,7 @@ func (d *Dialect) Accept(_ context.Context, r *http.Request, c *hub.Client) erro
 	// A Pusher client proves nothing on connect (the app's signatures open
 	// its private channels): no token deadline applies to it.
 	c.SetIdentity(hub.Identity{})
-	cn := &conn{app: app, socketID: strconv.FormatUint(d.node, 10) + "." + strconv.FormatUint(d.next.Add(1), 10), channels: map[string]channelKind{}}
+	cn := &conn{app: app, socketID: strconv.FormatUint(d.node, 10) + "." + strconv.FormatUint(d.next.Add(1), 10)}
 	c.Data = cn
 	c.SetAlias(cn.socketID)
 	data, _ := json.Marshal(map[string]any{"socket_id": cn.socketID, "activity_timeout": activityTimeout})
@@ -208,8 +239,7 @@ func (d *Dialect) HandleText(c *hub.Client, payload []byte) {
 			Channel string `json:"channel"`
 		}
 		if json.Unmarshal(m.Data, &s) == nil {
-			if _, ok := cn.channels[s.Channel]; ok {
-				delete(cn.channels, s.Channel)
+			if cn.forget(s.Channel) {
 				_ = c.Unsubscribe(cn.app.hubChannel(s.Channel), nil)
 			}
 		}
@@ -247,7 +277,7 @@ func (d *Dialect) subscribe(c *hub.Client, cn *conn, raw json.RawMessage) {
 		fail("InvalidChannel", "channel names are 1 to 164 of A-Z a-z 0-9 _ - = @ , . ; (and #server-to-user- channels are for their signed-in user)", 400)
 		return
 	}
-	if _, ok := cn.channels[s.Channel]; ok {
+	if _, ok := cn.channel(s.Channel); ok {
 		// pusher-js subscribes again after a reconnect of its own; on the
 		// same connection it is a no-op that succeeds.
 		c.Send(eventFrame("pusher_internal:subscription_succeeded", s.Channel, "{}"))
@@ -303,7 +333,7 @@ func (d *Dialect) subscribe(c *hub.Client, cn *conn, raw json.RawMessage) {
 		fail("ServerError", e.Message, e.Code.HTTPStatus())
 		return
 	}
-	cn.channels[s.Channel] = kind
+	cn.channels = append(cn.channels, subscribed{s.Channel, kind})
 }
 
 // parseChannelData reads a presence subscription's channel_data: a user_id
@@ -418,7 +448,7 @@ func userOf(app *App, id string) string { return app.ID + ":" + id }
 // on private and presence channels, where the app allows client events,
 // at most clientEventRate a second.
 func (d *Dialect) clientEvent(c *hub.Client, cn *conn, m clientMessage) {
-	kind, subscribed := cn.channels[m.Channel]
+	kind, subscribed := cn.channel(m.Channel)
 	switch {
 	case !cn.app.ClientEvents:
 		c.Send(errorFrame(4301, "Client events are not enabled for this app"))
@@ -456,11 +486,11 @@ func (d *Dialect) clientEvent(c *hub.Client, cn *conn, m clientMessage) {
 
 // allow takes a token from the client events' bucket.
 func (cn *conn) allow() bool {
-	now := time.Now()
-	if cn.refilled.IsZero() {
+	now := time.Now().UnixNano()
+	if cn.refilled == 0 {
 		cn.tokens = clientEventRate
 	} else {
-		cn.tokens = min(clientEventRate, cn.tokens+now.Sub(cn.refilled).Seconds()*clientEventRate)
+		cn.tokens = min(clientEventRate, cn.tokens+float64(now-cn.refilled)/1e9*clientEventRate)
 	}
 	cn.refilled = now
 	if cn.tokens < 1 {
