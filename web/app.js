@@ -2,6 +2,13 @@
 // switchboard.js: one channel per room, "chat:<room>", message data
 // {"nick": ..., "text": ..., "ts": <ms since epoch>}. Plain JSON-string
 // messages (from raw clients) are shown with the nick "raw".
+//
+// On a server that checks tokens the page needs one: ?token=JWT in its own
+// URL, else a development token from GET /dev/token?user=NICK, which only a
+// server started with --dev-token-secret serves. The page first connects
+// without a token (so that a server without keys sees no extra request);
+// when the server answers unauthorized it asks /dev/token and starts over
+// with its tokens, or says that the page needs ?token=.
 (function () {
   'use strict';
 
@@ -23,7 +30,8 @@
     roomChannel: $('room-channel'),
     messages: $('messages'),
     sendForm: $('send-form'),
-    text: $('text')
+    text: $('text'),
+    authBanner: $('auth-banner')
   };
 
   // --- storage (localStorage may be unavailable, e.g. in private modes) ---
@@ -174,21 +182,104 @@
     if (stick) scrollDown();
   }
 
-  function addNote(text) {
+  function addNote(text, kind) {
     var stick = nearBottom();
     clearEmpty();
     var li = document.createElement('li');
-    li.className = 'note';
+    li.className = 'note' + (kind ? ' ' + kind : '');
     li.textContent = text;
     els.messages.appendChild(li);
     if (stick) scrollDown();
   }
 
+  // --- tokens ---
+
+  var urlToken = new URLSearchParams(location.search).get('token') || null;
+  // authMode: 'url' (?token=), 'none' (no token needed so far), 'dev'
+  // (tokens from /dev/token), 'missing' (needed, and none to be had).
+  var authMode = urlToken ? 'url' : 'none';
+  var spareToken = null; // the dev token fetched to see whether there are any
+  var probing = false;
+
+  function devToken() {
+    return fetch('/dev/token?user=' + encodeURIComponent(nick), { cache: 'no-store' }).then(function (res) {
+      if (!res.ok) {
+        var err = new Error('GET /dev/token answered ' + res.status);
+        err.status = res.status;
+        throw err;
+      }
+      return res.json();
+    }).then(function (body) { return body.token; });
+  }
+
+  // getToken is the client's token source: nothing until the server asks
+  // for a token, then development tokens.
+  function getToken() {
+    if (authMode !== 'dev') return null;
+    if (spareToken) {
+      var t = spareToken;
+      spareToken = null;
+      return t;
+    }
+    return devToken();
+  }
+
+  // showAuthProblem shows text, and how to pass a token, above the messages.
+  function showAuthProblem(text) {
+    els.authBanner.textContent = text + ' ';
+    var hint = document.createElement('span');
+    hint.appendChild(document.createTextNode('Pass a token in the page\'s URL: '));
+    var code = document.createElement('code');
+    code.textContent = location.pathname + '?token=...' + location.hash;
+    hint.appendChild(code);
+    hint.appendChild(document.createTextNode(' (for local development, start the server with --dev-token-secret).'));
+    els.authBanner.appendChild(hint);
+    els.authBanner.hidden = false;
+  }
+
+  // needAuth runs when the server first refuses the page for want of a
+  // token: it takes development tokens if the server has them, else says
+  // that the page needs one.
+  function needAuth() {
+    if (authMode !== 'none' || probing) return;
+    probing = true;
+    devToken().then(function (tok) {
+      probing = false;
+      authMode = 'dev';
+      spareToken = tok;
+      restart();
+    }, function (err) {
+      probing = false;
+      authMode = 'missing';
+      // Without a token the server would close the connection anyway.
+      restarting = true;
+      client.close();
+      restarting = false;
+      setStatus('unauthorized');
+      showAuthProblem(err.status === 404
+        ? 'This server requires a token, and gives no development tokens.'
+        : 'This server requires a token, and ' + err.message + '.');
+    });
+  }
+
   // --- connection ---
 
   var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
-  var client = new Switchboard.Client(proto + location.host + '/ws');
+  var client = new Switchboard.Client(proto + location.host + '/ws', urlToken ? { token: urlToken } : { getToken: getToken });
   var everConnected = false;
+  var restarting = false;
+
+  // restart connects again (with a token now) and rejoins the room.
+  function restart() {
+    restarting = true;
+    client.close();
+    restarting = false;
+    everConnected = false;
+    var room = current;
+    current = null;
+    switchRoom(room);
+    client.connect().catch(function () {});
+  }
 
   function setStatus(state) {
     var label = {
@@ -196,24 +287,35 @@
       connected: 'connected',
       reconnecting: 'reconnecting…',
       disconnected: 'offline',
-      closed: 'offline'
+      closed: 'offline',
+      unauthorized: 'not authorized'
     }[state] || state;
+    if (state === 'connected' && client.user) label = 'connected as ' + client.user;
     els.status.className = 'status status-' + state;
     els.statusText.textContent = label;
     els.status.dataset.state = state;
   }
 
   client.on('state', function (state) { setStatus(state); });
-  client.on('connected', function () {
+  client.on('connected', function (info) {
     if (everConnected) addNote('Reconnected.');
     everConnected = true;
+    if (info.user) els.authBanner.hidden = true;
   });
   client.on('disconnected', function (ev) {
+    if (restarting) return;
+    if (ev.code === 4001 && authMode === 'none') needAuth();
     if (ev.willReconnect) addNote('Connection lost. Reconnecting…');
     else addNote('Disconnected (' + ev.code + (ev.reason ? ': ' + ev.reason : '') + ').');
   });
   client.on('error', function (err) {
     if (window.console) console.warn('switchboard:', err);
+    if (err.code === 'unauthorized' && client.state === 'closed' && authMode !== 'missing') {
+      // The client gave up: its token was refused, or the server ended
+      // this user's access.
+      setStatus('unauthorized');
+      showAuthProblem('Not authorized: ' + err.message + '.');
+    }
   });
 
   // --- the current room ---
@@ -276,7 +378,13 @@
       },
       error: function (err) {
         if (seq !== roomSeq) return;
-        addNote('Could not join ' + channelOf(room) + ': ' + err.message);
+        if (err.code === 'unauthorized' && authMode === 'none') {
+          needAuth();
+        } else if (err.code === 'unauthorized' || err.code === 'forbidden') {
+          addNote('Not authorized to join ' + channelOf(room) + ': ' + err.message, 'refused');
+        } else {
+          addNote('Could not join ' + channelOf(room) + ': ' + err.message);
+        }
       }
     });
     // Until the subscription is live, keep early messages out of the list.
@@ -292,7 +400,13 @@
     if (!text.trim() || !current) return;
     updateNick();
     els.text.value = '';
-    client.publish(channelOf(current), { nick: nick, text: text, ts: Date.now() }).catch(function (err) {
+    var channel = channelOf(current);
+    client.publish(channel, { nick: nick, text: text, ts: Date.now() }).catch(function (err) {
+      if (err.code === 'unauthorized' || err.code === 'forbidden') {
+        addNote('Not authorized to send to ' + channel + ' (' + err.message + '). Not sent: ' + text, 'refused');
+        if (err.code === 'unauthorized' && authMode === 'none') needAuth();
+        return;
+      }
       addNote('Not sent (' + (err.code || 'error') + '): ' + text);
     });
   });
@@ -306,7 +420,11 @@
   });
 
   // Expose the client for debugging and tests.
-  window.switchboardChat = { client: client, room: function () { return current; } };
+  window.switchboardChat = {
+    client: client,
+    room: function () { return current; },
+    auth: function () { return authMode; }
+  };
 
   var start = roomFromHash() || DEFAULT_ROOMS[0];
   if (rooms.indexOf(start) < 0) rooms.push(start);

@@ -2,6 +2,9 @@
 // style.css, embedded in the binary, plus the JavaScript client at
 // /switchboard.js (from package jsclient). The page speaks the native
 // dialect on /ws of the same origin, one channel "chat:<room>" per room.
+// On a server that checks tokens it takes ?token= from its own URL, or a
+// development token from GET /dev/token (--dev-token-secret), and says so
+// when it has neither.
 //
 // Handler is safe for concurrent use; the files are read-only.
 package web

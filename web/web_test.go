@@ -25,6 +25,8 @@ func TestHandlerServesFiles(t *testing.T) {
 	}{
 		{"page", "/", "text/html; charset=utf-8", `<script src="switchboard.js"></script>`},
 		{"app", "/app.js", "text/javascript; charset=utf-8", "new Switchboard.Client("},
+		{"page auth banner", "/", "text/html; charset=utf-8", `id="auth-banner"`},
+		{"app dev tokens", "/app.js", "text/javascript; charset=utf-8", "'/dev/token?user='"},
 		{"style", "/style.css", "text/css; charset=utf-8", ".messages"},
 		{"client", "/switchboard.js", "text/javascript; charset=utf-8", "root.Switchboard = factory()"},
 	}

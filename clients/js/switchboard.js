@@ -29,9 +29,17 @@
 
   var CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;:]{1,200}$/;
 
+  // A token is refreshed at this share of its remaining lifetime.
+  var REFRESH_RATIO = 0.8;
+  // setTimeout fires at once for delays over 2^31-1 ms (about 24.8 days).
+  var MAX_TIMER = 2147483647;
+
   var DEFAULTS = {
     WebSocket: null, // constructor; default: the global WebSocket
-    token: null, // string, or function returning a string (or a Promise of one)
+    getToken: null, // function({reason}) returning a JWT (or a Promise of one); null or '' connects without
+    token: null, // a JWT string, or a function like getToken (getToken wins when both are given)
+    getSubscriptionToken: null, // function(channel) returning a subscription JWT, null for none (or a Promise)
+    minRefreshDelay: 1000, // ms; the earliest a token refresh (or its retry) is sent
     minReconnectDelay: 500, // ms; base of the exponential backoff
     maxReconnectDelay: 20000, // ms; cap of the exponential backoff
     restartReconnectDelay: 1000, // ms; upper bound of the random delay after close 1012
@@ -133,6 +141,42 @@
     return obj && typeof obj.epoch === 'string' && typeof obj.offset === 'number';
   }
 
+  // jwtClaims returns the claims of a JWT without checking anything (the
+  // server checks), or null when token does not look like one. The client
+  // reads only exp and iat, to schedule refreshes.
+  function jwtClaims(token) {
+    var parts = typeof token === 'string' ? token.split('.') : [];
+    if (parts.length !== 3) return null;
+    try {
+      var b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+      while (b64.length % 4) b64 += '=';
+      // Latin-1 text of the UTF-8 bytes: still valid JSON, and exp and iat
+      // are ASCII.
+      var claims = JSON.parse(atob(b64));
+      return claims && typeof claims === 'object' ? claims : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // callSource calls fn(arg) (or takes the value src) and returns a
+  // Promise of its result; a throwing fn becomes a rejection.
+  function callSource(src, arg) {
+    try {
+      return Promise.resolve(typeof src === 'function' ? src(arg) : src);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // tokenOf checks what a token source gave: a non-empty string, or
+  // null/undefined/'' for none.
+  function tokenOf(v, what) {
+    if (v === null || v === undefined || v === '') return null;
+    if (typeof v !== 'string') throw new TypeError('switchboard: ' + what + ' must return a string, not ' + typeof v);
+    return v;
+  }
+
   // ---------------------------------------------------------------------
   // Subscription
 
@@ -155,6 +199,7 @@
     this._retryTimer = null;
     this._retries = 0;
     this._readyDone = false;
+    this._token = null; // subscribe's opts.token: a string or function(channel)
     var self = this;
     this.ready = new Promise(function (resolve, reject) {
       self._resolveReady = resolve;
@@ -208,8 +253,11 @@
 
   /**
    * Client is one connection to a switchboard node's native endpoint (/ws),
-   * kept open across failures until close(). Events: connected,
-   * disconnected, state, error.
+   * kept open across failures until close(). With getToken (or token) it
+   * authenticates each connection with auth before anything else, refreshes
+   * the token before it expires, and after a 4001 close tries once more with
+   * a new token. Events: connected, disconnected, state, refreshed,
+   * unsubscribed, error.
    *
    * url: 'ws://host:port/ws' (an http(s) URL is turned into ws(s)).
    * opts: see DEFAULTS above and README.md.
@@ -234,6 +282,8 @@
     this.nodeId = null;
     this.pingInterval = 0;
     this.protocolVersion = 0;
+    this.user = null; // the user the server's auth reply names
+    this.expiresAt = null; // ms since the epoch: when the connection's token expires (server's clock)
 
     this._ws = null;
     this._gen = 0; // connection generation, +1 per socket
@@ -248,6 +298,14 @@
     this._lastSeen = 0;
     this._connectWaiters = [];
     this._wantOpen = false;
+
+    // Tokens (see _open, _authenticate, _refresh).
+    this._token = null; // the connection token of the current socket
+    this._tokenAt = 0; // Date.now() when it was obtained
+    this._tokenReason = 'connect'; // what the next getToken call is told
+    this._refusedToken = null; // the last token the server refused or closed 4001 on
+    this._strikes = 0; // 4001 closes and refused auths since the last successful one
+    this._refreshTimer = null;
   }
   inherit(Client, Emitter);
 
@@ -269,6 +327,9 @@
     if (!this._wantOpen) {
       this._wantOpen = true;
       this._attempt = 0;
+      this._strikes = 0;
+      this._refusedToken = null;
+      this._tokenReason = 'connect';
       this._open();
     }
     return p;
@@ -280,6 +341,16 @@
    * Subscriptions are kept: a later connect() subscribes them again.
    */
   Client.prototype.close = function () {
+    var wasUp = this._shutdown(SwitchboardError('closed', 'client closed'), 'client closed');
+    if (wasUp) {
+      this._emit('disconnected', { code: 1000, reason: 'client closed', willReconnect: false });
+    }
+  };
+
+  // _shutdown stops the client for good (state closed, no timer, no
+  // socket, which it closes with 1000 and why) and fails what waits with
+  // err's code. It reports whether the client was connected.
+  Client.prototype._shutdown = function (err, why) {
     this._wantOpen = false;
     this._clearTimers();
     var ws = this._ws;
@@ -288,22 +359,32 @@
     if (ws) {
       detach(ws);
       try {
-        ws.close(1000, 'client closed');
+        ws.close(1000, why);
       } catch (e) {
         /* closing a socket that is still connecting may throw; it is gone either way */
       }
     }
-    this._failPending('closed', 'client closed');
-    this._failQueue('closed', 'client closed');
+    this._failPending(err.code, err.message);
+    this._failQueue(err.code, err.message);
     this._subs.forEach(function (sub) {
       sub._clearRetry();
       if (sub.state === 'subscribed') sub.state = 'subscribing';
     });
-    this._rejectConnectWaiters(SwitchboardError('closed', 'client closed'));
+    this._rejectConnectWaiters(err);
     this._setState('closed');
-    if (wasUp) {
-      this._emit('disconnected', { code: 1000, reason: 'client closed', willReconnect: false });
-    }
+    return wasUp;
+  };
+
+  // _giveUp stops the client after the server refused its token for good:
+  // a 4001 close (closeCode) or a refused auth (closeCode 0). It emits
+  // disconnected (for a close) and error, a SwitchboardError with code
+  // unauthorized, the server's reason, and closeCode.
+  Client.prototype._giveUp = function (closeCode, reason) {
+    var err = SwitchboardError('unauthorized', reason || 'unauthorized');
+    err.closeCode = closeCode;
+    this._shutdown(err, 'unauthorized');
+    if (closeCode) this._emit('disconnected', { code: closeCode, reason: reason, willReconnect: false });
+    this._emit('error', err);
   };
 
   /**
@@ -311,14 +392,19 @@
    * subscription goes live when the server replies (sub.ready resolves,
    * 'subscribed' fires) and is renewed after every reconnect. handlers is
    * a message function or an object {message, join, leave, subscribed,
-   * gap, unsubscribed, error}. Subscribing twice to one channel throws.
+   * gap, unsubscribed, error}. opts.token is a subscription token for the
+   * channel: a string, or a function(channel) returning one (or a Promise
+   * of one), called on every (re)subscribe; without it the client's
+   * getSubscriptionToken option is asked. Subscribing twice to one channel
+   * throws.
    */
-  Client.prototype.subscribe = function (channel, handlers) {
+  Client.prototype.subscribe = function (channel, handlers, opts) {
     if (typeof channel !== 'string') throw new TypeError('switchboard: channel must be a string');
     if (this._subs.has(channel)) {
       throw SwitchboardError('bad_request', 'switchboard: already subscribed to ' + channel);
     }
     var sub = new Subscription(this, channel);
+    if (opts && opts.token !== undefined && opts.token !== null) sub._token = opts.token;
     if (typeof handlers === 'function') {
       sub.on('message', handlers);
     } else if (handlers) {
@@ -403,12 +489,17 @@
   }
 
   Client.prototype._welcomeInfo = function () {
-    return {
+    var info = {
       client: this.clientId,
       node: this.nodeId,
       version: this.protocolVersion,
       pingInterval: this.pingInterval
     };
+    if (this.user !== null) {
+      info.user = this.user;
+      info.expiresAt = this.expiresAt;
+    }
+    return info;
   };
 
   Client.prototype._setState = function (state) {
@@ -422,7 +513,8 @@
     if (this._reconnectTimer !== null) clearTimeout(this._reconnectTimer);
     if (this._connectTimer !== null) clearTimeout(this._connectTimer);
     if (this._heartbeatTimer !== null) clearInterval(this._heartbeatTimer);
-    this._reconnectTimer = this._connectTimer = this._heartbeatTimer = null;
+    if (this._refreshTimer !== null) clearTimeout(this._refreshTimer);
+    this._reconnectTimer = this._connectTimer = this._heartbeatTimer = this._refreshTimer = null;
   };
 
   Client.prototype._rejectConnectWaiters = function (err) {
@@ -438,17 +530,42 @@
     ws.onerror = function () {};
   }
 
-  // _open starts one connection attempt.
+  // tokenSource is getToken, else the token option.
+  Client.prototype._tokenSource = function () {
+    return this.options.getToken || this.options.token;
+  };
+
+  // _canRefetch reports whether a refused token can be replaced: only a
+  // function gives a new one.
+  Client.prototype._canRefetch = function () {
+    return typeof this._tokenSource() === 'function';
+  };
+
+  // _open starts one connection attempt: it gets a token (getToken is told
+  // why: connect, or unauthorized after a refusal), then opens the socket.
   Client.prototype._open = function () {
     var self = this;
     this._reconnectTimer = null;
     if (!this._wantOpen) return;
     this._setState(this._attempt === 0 && this.state !== 'reconnecting' ? 'connecting' : 'reconnecting');
-    var token = this.options.token;
+    var reason = this._tokenReason;
     var gen = ++this._gen;
-    Promise.resolve(typeof token === 'function' ? token() : token).then(
-      function (tok) {
+    callSource(this._tokenSource(), { reason: reason }).then(
+      function (v) {
         if (gen !== self._gen || !self._wantOpen) return;
+        var tok;
+        try {
+          tok = tokenOf(v, 'getToken');
+        } catch (e) {
+          self._emit('error', e);
+          self._scheduleReconnect(null);
+          return;
+        }
+        if (tok !== null && tok === self._refusedToken) {
+          // The token the server just refused again: no use sending it.
+          self._refused(null, 'getToken returned the token the server refused');
+          return;
+        }
         self._openSocket(gen, tok);
       },
       function (err) {
@@ -459,13 +576,17 @@
     );
   };
 
+  // _openSocket opens the socket. The token is not put in the URL (where
+  // proxies log it): it goes in the first request, auth, after the welcome.
   Client.prototype._openSocket = function (gen, token) {
     var self = this;
-    var url = this.url;
-    if (token) url += (url.indexOf('?') >= 0 ? '&' : '?') + 'token=' + encodeURIComponent(token);
+    this._token = token;
+    this._tokenAt = Date.now();
+    this.user = null;
+    this.expiresAt = null;
     var ws;
     try {
-      ws = new this._WebSocket(url);
+      ws = new this._WebSocket(this.url);
     } catch (e) {
       this._emit('error', e);
       this._scheduleReconnect(null);
@@ -517,20 +638,28 @@
     var wasConnected = this.state === 'connected';
     if (this._connectTimer !== null) clearTimeout(this._connectTimer);
     if (this._heartbeatTimer !== null) clearInterval(this._heartbeatTimer);
-    this._connectTimer = this._heartbeatTimer = null;
+    if (this._refreshTimer !== null) clearTimeout(this._refreshTimer);
+    this._connectTimer = this._heartbeatTimer = this._refreshTimer = null;
     this._failPending('disconnected', 'connection closed before the reply (' + code + ')');
     this._subs.forEach(function (sub) {
       sub._clearRetry();
       if (sub.state === 'subscribed') sub.state = 'subscribing';
     });
 
-    var reconnect = this._wantOpen && code !== 4001;
     if (code === 4001) {
-      this._wantOpen = false;
-      var err = SwitchboardError('unauthorized', reason || 'unauthorized');
-      this._failQueue('unauthorized', reason || 'unauthorized');
-      this._rejectConnectWaiters(err);
+      // Unauthorized: never again with the same token. With getToken the
+      // client tries once more with a new one, unless the server ended the
+      // user's access on purpose ("disconnected"); a second 4001 (or
+      // refused auth) before an auth succeeds ends it.
+      this._strikes++;
+      if (reason === 'disconnected' || !this._canRefetch() || this._strikes >= 2) {
+        this._giveUp(4001, reason);
+        return;
+      }
+      this._refusedToken = this._token;
+      this._tokenReason = 'unauthorized';
     }
+    var reconnect = this._wantOpen;
     if (wasConnected || code === 4001) {
       this._emit('disconnected', { code: code, reason: reason, willReconnect: reconnect });
     }
@@ -539,6 +668,33 @@
     } else {
       this._setState('closed');
     }
+  };
+
+  // _refused handles a token the server refused without closing (an auth
+  // reply unauthorized or forbidden; ws is then still open) or that
+  // getToken gave again after a refusal (ws null): like a 4001, the client
+  // tries once more with a new token, then gives up.
+  Client.prototype._refused = function (ws, reason) {
+    this._strikes++;
+    if (!this._canRefetch() || this._strikes >= 2) {
+      this._giveUp(0, reason);
+      return;
+    }
+    this._refusedToken = this._token;
+    this._tokenReason = 'unauthorized';
+    if (ws) {
+      this._ws = null;
+      detach(ws);
+      try {
+        ws.close(1000, 'token refused');
+      } catch (e) {
+        /* see close() */
+      }
+      if (this._heartbeatTimer !== null) clearInterval(this._heartbeatTimer);
+      this._heartbeatTimer = null;
+      this._failPending('disconnected', 'token refused');
+    }
+    this._scheduleReconnect(null);
   };
 
   Client.prototype._scheduleReconnect = function (code) {
@@ -592,11 +748,15 @@
         }
         break;
       case 'unsubscribed':
+        // The server ended the subscription (its access was revoked): it
+        // is not renewed on reconnect.
         if (sub && sub.state === 'subscribed') {
           this._subs.delete(sub.channel);
           sub.state = 'unsubscribed';
           sub._clearRetry();
-          sub._emit('unsubscribed', { channel: sub.channel, reason: msg.reason || '' });
+          var ev = { channel: sub.channel, reason: msg.reason || '' };
+          sub._emit('unsubscribed', ev);
+          this._emit('unsubscribed', ev);
         }
         break;
       default:
@@ -605,7 +765,6 @@
   };
 
   Client.prototype._onWelcome = function (msg) {
-    var self = this;
     var ws = this._ws;
     if (this._connectTimer !== null) clearTimeout(this._connectTimer);
     this._connectTimer = null;
@@ -616,6 +775,119 @@
     if (this.protocolVersion && this.protocolVersion !== PROTOCOL_VERSION) {
       this._emit('error', new Error('switchboard: server speaks protocol version ' + this.protocolVersion));
     }
+    if (this._token !== null) this._authenticate(ws);
+    else this._ready(ws);
+  };
+
+  // _authenticate sends auth, the connection's first request, so that the
+  // subscriptions renewed after it are authorized; the connection is
+  // ready once the server accepts the token.
+  Client.prototype._authenticate = function (ws) {
+    var self = this;
+    var token = this._token;
+    this._requestCb('auth', { token: token }, { handshake: true }, function (err, reply) {
+      if (self._ws !== ws) return;
+      if (!err) {
+        self._authenticated(ws, reply, token, self._tokenAt);
+        self.user = typeof reply.user === 'string' ? reply.user : null;
+        self._ready(ws);
+        return;
+      }
+      if (err.code === 'unauthorized' || err.code === 'forbidden' || err.code === 'bad_request') {
+        self._refused(ws, err.message);
+        return;
+      }
+      // timeout, rate_limited, internal...: try again on a new connection.
+      self._emit('error', err);
+      self._drop(ws, 4000, 'auth failed');
+    });
+  };
+
+  // _authenticated takes the expiry of an accepted auth or refresh and
+  // schedules the next refresh.
+  Client.prototype._authenticated = function (ws, reply, token, tokenAt) {
+    this._token = token;
+    this._tokenAt = tokenAt;
+    this.expiresAt = typeof reply.expires_at === 'number' && reply.expires_at > 0 ? reply.expires_at * 1000 : null;
+    // A token the server accepted but that has already expired (within the
+    // server's leeway) will be closed at once: that is no success.
+    if (this.expiresAt === null || this.expiresAt > Date.now()) {
+      this._strikes = 0;
+      this._refusedToken = null;
+      this._tokenReason = 'connect';
+    }
+    this._scheduleRefresh(ws, this._refreshDelay());
+  };
+
+  // _refreshDelay is when to refresh the token: at REFRESH_RATIO of its
+  // remaining lifetime, never sooner than minRefreshDelay. The remaining
+  // lifetime is expires_at on this machine's clock; the auth reply carries
+  // no server time, so a clock that is behind the server's would make it
+  // look longer than it is: it is capped by the token's own exp - iat
+  // (counted from when the client got it), and where the clock is so far
+  // ahead that the token looks expired already, that is used instead.
+  Client.prototype._refreshDelay = function () {
+    var now = Date.now();
+    var remaining = this.expiresAt - now;
+    var c = jwtClaims(this._token);
+    if (c && typeof c.exp === 'number' && typeof c.iat === 'number' && c.exp > c.iat) {
+      var lifetime = (c.exp - c.iat) * 1000 - (now - this._tokenAt);
+      remaining = remaining > 0 ? Math.min(remaining, lifetime) : lifetime;
+    }
+    return Math.max(this.options.minRefreshDelay, remaining * REFRESH_RATIO);
+  };
+
+  Client.prototype._scheduleRefresh = function (ws, delay) {
+    var self = this;
+    if (this._refreshTimer !== null) clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    // A static token cannot be renewed: the server closes at its expiry.
+    if (this.expiresAt === null || !this._canRefetch()) return;
+    this._refreshTimer = setTimeout(function () {
+      self._refreshTimer = null;
+      self._refresh(ws);
+    }, Math.min(MAX_TIMER, delay));
+  };
+
+  // _refresh sends refresh with a new token from getToken({reason:
+  // 'refresh'}). A failure emits error and is retried at half the time
+  // left (not sooner than minRefreshDelay) while the token has time left;
+  // after that the server closes with 4001 and the client reconnects with
+  // a new token.
+  Client.prototype._refresh = function (ws) {
+    var self = this;
+    var live = function () {
+      return self._ws === ws && self.state === 'connected';
+    };
+    var failed = function (err) {
+      if (!live()) return;
+      self._emit('error', err);
+      var left = self.expiresAt - Date.now();
+      if (left > 2 * self.options.minRefreshDelay) self._scheduleRefresh(ws, left / 2);
+    };
+    callSource(this._tokenSource(), { reason: 'refresh' }).then(function (v) {
+      if (!live()) return;
+      var tok = tokenOf(v, 'getToken');
+      if (tok === null || tok === self._token) {
+        throw SwitchboardError('unauthorized', 'getToken gave no new token to refresh with');
+      }
+      var tokenAt = Date.now();
+      self._requestCb('refresh', { token: tok }, { direct: true }, function (err, reply) {
+        if (err) {
+          failed(err);
+          return;
+        }
+        if (!live()) return;
+        self._authenticated(ws, reply, tok, tokenAt);
+        self._emit('refreshed', { user: self.user, expiresAt: self.expiresAt });
+      });
+    }).catch(failed);
+  };
+
+  // _ready makes the connection usable: state connected, subscriptions
+  // renewed, then the requests that waited sent.
+  Client.prototype._ready = function (ws) {
+    var self = this;
     this._attempt = 0;
     this._setState('connected');
 
@@ -690,8 +962,9 @@
     });
   };
 
-  // _requestCb sends op now when connected; otherwise (unless opt.direct)
-  // queues it until the next welcome. The timeout runs from now. cb(err,
+  // _requestCb sends op now when connected (or, with opt.handshake, on the
+  // socket that is being set up); otherwise (unless opt.direct) queues it
+  // until the connection is ready. The timeout runs from now. cb(err,
   // reply) is called synchronously when the reply is read, so that a
   // subscription is live before the frames that follow its reply.
   Client.prototype._requestCb = function (op, fields, opt, cb) {
@@ -713,9 +986,9 @@
         req.reject(SwitchboardError('unavailable', op + ': not connected within ' + self.options.requestTimeout + ' ms'));
       }
     }, this.options.requestTimeout);
-    if (this.state === 'connected') {
+    if (this.state === 'connected' || (opt.handshake && this._ws && this._ws.readyState === WS_OPEN)) {
       this._send(req);
-    } else if (opt.direct) {
+    } else if (opt.direct || opt.handshake) {
       clearTimeout(req.timer);
       req.reject(SwitchboardError('disconnected', op + ': not connected'));
     } else {
@@ -769,40 +1042,92 @@
   };
 
   // _sendSubscribe subscribes sub on the current connection, asking for
-  // recovery when a position is known.
+  // recovery when a position is known, with the subscription token of
+  // opts.token or getSubscriptionToken when there is one (a function is
+  // called every time: a renewal gets a new token).
   Client.prototype._sendSubscribe = function (sub) {
     var self = this;
     var gen = this._gen;
+    sub._clearRetry();
+    sub._sentOn = gen;
+    var src = sub._token !== null ? sub._token : this.options.getSubscriptionToken;
+    if (src === null || src === undefined) {
+      this._subscribeWith(sub, null, gen);
+      return;
+    }
+    var v;
+    try {
+      v = typeof src === 'function' ? src(sub.channel) : src;
+    } catch (e) {
+      this._subscribeFailed(sub, tokenSourceError(e), gen);
+      return;
+    }
+    var send = function (tok) {
+      if (self._subs.get(sub.channel) !== sub || gen !== self._gen || self.state !== 'connected') return;
+      try {
+        tok = tokenOf(tok, 'the subscription token source');
+      } catch (e) {
+        self._subscribeFailed(sub, tokenSourceError(e), gen);
+        return;
+      }
+      self._subscribeWith(sub, tok, gen);
+    };
+    if (v && typeof v.then === 'function') {
+      v.then(send, function (e) {
+        if (self._subs.get(sub.channel) !== sub || gen !== self._gen) return;
+        self._subscribeFailed(sub, tokenSourceError(e), gen);
+      });
+    } else {
+      send(v); // at once: renewals stay ahead of the queued requests
+    }
+  };
+
+  // tokenSourceError is the error of a token source that threw or
+  // rejected: retried like an unavailable server.
+  function tokenSourceError(e) {
+    var err = SwitchboardError('unavailable', 'switchboard: no subscription token: ' + (e && e.message ? e.message : String(e)));
+    err.cause = e;
+    return err;
+  }
+
+  Client.prototype._subscribeWith = function (sub, token, gen) {
+    var self = this;
     var fields = { channel: sub.channel };
     var since = sub.position ? { epoch: sub.position.epoch, offset: sub.position.offset } : null;
     if (since) fields.since = since;
-    sub._clearRetry();
-    sub._sentOn = gen;
+    if (token !== null) fields.token = token;
     this._requestCb('subscribe', fields, { direct: true }, function (err, reply) {
       if (self._subs.get(sub.channel) !== sub || gen !== self._gen) return;
       if (!err) {
         self._onSubscribed(sub, reply, since, gen);
         return;
       }
-      if (err.code === 'disconnected') return; // the next welcome resubscribes
-      if (RETRYABLE[err.code]) {
-        var cap = Math.min(self.options.maxReconnectDelay, self.options.minReconnectDelay * Math.pow(2, sub._retries++));
-        sub._emit('error', err);
-        sub._retryTimer = setTimeout(function () {
-          sub._retryTimer = null;
-          if (self._subs.get(sub.channel) === sub && self.state === 'connected' && gen === self._gen) {
-            self._sendSubscribe(sub);
-          }
-        }, Math.random() * cap);
-        return;
-      }
-      // A refusal that a retry will not change: the subscription ends.
-      self._subs.delete(sub.channel);
-      sub.state = 'unsubscribed';
-      sub._settleReady(err);
-      sub._emit('error', err);
-      self._emit('error', err);
+      self._subscribeFailed(sub, err, gen);
     });
+  };
+
+  // _subscribeFailed retries sub with backoff after a failure a retry may
+  // cure (RETRYABLE); any other refusal ends the subscription.
+  Client.prototype._subscribeFailed = function (sub, err, gen) {
+    var self = this;
+    if (err.code === 'disconnected') return; // the next connection resubscribes
+    if (RETRYABLE[err.code]) {
+      var cap = Math.min(this.options.maxReconnectDelay, this.options.minReconnectDelay * Math.pow(2, sub._retries++));
+      sub._emit('error', err);
+      sub._retryTimer = setTimeout(function () {
+        sub._retryTimer = null;
+        if (self._subs.get(sub.channel) === sub && self.state === 'connected' && gen === self._gen) {
+          self._sendSubscribe(sub);
+        }
+      }, Math.random() * cap);
+      return;
+    }
+    // A refusal that a retry will not change: the subscription ends.
+    this._subs.delete(sub.channel);
+    sub.state = 'unsubscribed';
+    sub._settleReady(err);
+    sub._emit('error', err);
+    this._emit('error', err);
   };
 
   Client.prototype._onSubscribed = function (sub, reply, since, gen) {

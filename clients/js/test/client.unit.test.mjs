@@ -4,66 +4,12 @@
 // and 1012, timeouts.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket from 'ws';
 import Switchboard from '../switchboard.js';
 import { waitFor, sleep, freePort } from '../testing/harness.mjs';
+import { FakeServer } from '../testing/fakeserver.mjs';
 
 const { Client, SwitchboardError } = Switchboard;
-
-// FakeServer speaks just enough of the native dialect: a welcome on every
-// connection, then every request goes to onRequest(conn, req), which by
-// default answers {id, ok:true}.
-class FakeServer {
-  constructor() {
-    this.conns = [];
-    this.requests = [];
-    this.onRequest = (conn, req) => conn.reply(req, {});
-    this.welcome = true;
-  }
-
-  async start(port = 0) {
-    this.wss = new WebSocketServer({ host: '127.0.0.1', port });
-    await new Promise((r) => this.wss.once('listening', r));
-    this.port = this.wss.address().port;
-    this.wss.on('connection', (ws) => {
-      const conn = {
-        ws,
-        n: this.conns.length + 1,
-        send: (obj) => ws.send(JSON.stringify(obj)),
-        reply: (req, fields) => ws.send(JSON.stringify({ id: req.id, ok: true, ...fields })),
-        fail: (req, code, message) => ws.send(JSON.stringify({ id: req.id, ok: false, error: { code, message } }))
-      };
-      this.conns.push(conn);
-      ws.on('message', (data) => {
-        const req = JSON.parse(data.toString());
-        req.conn = conn.n;
-        this.requests.push(req);
-        this.onRequest(conn, req);
-      });
-      if (this.welcome) {
-        conn.send({ op: 'welcome', version: 1, client: 'c' + conn.n, node: 'n1', ping_interval_ms: 25000 });
-      }
-    });
-    return this;
-  }
-
-  get url() {
-    return `ws://127.0.0.1:${this.port}/ws`;
-  }
-
-  get last() {
-    return this.conns[this.conns.length - 1];
-  }
-
-  requestsOf(op) {
-    return this.requests.filter((r) => r.op === op);
-  }
-
-  async stop() {
-    for (const c of this.conns) c.ws.terminate();
-    await new Promise((r) => this.wss.close(r));
-  }
-}
 
 function newClient(url, opts = {}) {
   return new Client(url, { WebSocket, minReconnectDelay: 20, maxReconnectDelay: 100, requestTimeout: 2000, ...opts });
@@ -284,7 +230,7 @@ test('close 4001 stops reconnecting', async (t) => {
   await assert.rejects(client.publish('a', 1), { code: 'closed' });
 });
 
-test('close 1012 reconnects after a short random delay; tokens are sent', async (t) => {
+test('close 1012 reconnects after a short random delay; tokens are sent in auth, not the URL', async (t) => {
   let n = 0;
   const { srv, client } = await setup(t, {
     minReconnectDelay: 60_000, // backoff would be far too slow: 1012 must not use it
@@ -292,8 +238,7 @@ test('close 1012 reconnects after a short random delay; tokens are sent', async 
     restartReconnectDelay: 100,
     token: () => 'tok' + ++n
   });
-  const urls = [];
-  srv.wss.on('connection', (ws, req) => urls.push(req.url));
+  srv.onRequest = (conn, req) => conn.reply(req, req.op === 'auth' ? { user: 'ann', expires_at: Math.floor(Date.now() / 1000) + 3600 } : {});
   await client.connect();
   const disc = [];
   client.on('disconnected', (e) => disc.push(e));
@@ -301,7 +246,8 @@ test('close 1012 reconnects after a short random delay; tokens are sent', async 
   srv.last.ws.close(1012, 'restarting');
   await back;
   assert.deepEqual(disc, [{ code: 1012, reason: 'restarting', willReconnect: true }]);
-  assert.deepEqual(urls, ['/ws?token=tok1', '/ws?token=tok2']);
+  assert.deepEqual(srv.conns.map((c) => c.url), ['/ws', '/ws']);
+  assert.deepEqual(srv.requestsOf('auth').map((r) => r.token), ['tok1', 'tok2']);
 });
 
 test('a connection without a welcome is abandoned and retried', async (t) => {
