@@ -239,6 +239,10 @@ func (v *Verifier) Close() {
 	})
 }
 
+// Leeway is the clock skew the verifier allows: a token is honoured until
+// this long after its "exp".
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
+
 // Verify checks a connection token and returns its claims. The token must
 // be signed with an algorithm the configured key allows, carry "exp" and a
 // non-empty "sub", and satisfy "nbf", "iat" (with Config.Leeway) and, when

@@ -336,7 +336,7 @@ func TestAuthRequestAndTimeout(t *testing.T) {
 // closes it with 4001 "token expired"; a refresh must be for the same user
 // and expire later.
 func TestRefresh(t *testing.T) {
-	in := startInstance(t, "--jwt-hmac-secret", secret)
+	in := startInstance(t, "--jwt-hmac-secret", secret, "--jwt-leeway", "0")
 	soon := time.Now().Add(2 * time.Second).Unix()
 	kept := native(t, wsURL(in.ws("/ws"), hs(t, jwt.MapClaims{"exp": soon})))
 	lapsed := native(t, wsURL(in.ws("/ws"), hs(t, jwt.MapClaims{"exp": soon})))
@@ -366,6 +366,30 @@ func TestRefresh(t *testing.T) {
 	// closed the refreshed one has run too.
 	if r, err := kept.request(`{"id":6,"op":"ping"}`, 6, nil); err != nil || r["ok"] != true {
 		t.Fatalf("the refreshed connection after the first token's expiry: %v %v", r, err)
+	}
+}
+
+// A token the verifier accepts within its leeway (exp just past) is
+// honoured until exp plus the leeway, not cut by the next sweep.
+func TestExpiryLeeway(t *testing.T) {
+	in := startInstance(t, "--jwt-hmac-secret", secret, "--jwt-leeway", "5s")
+	c := native(t, wsURL(in.ws("/ws"), hs(t, jwt.MapClaims{"exp": time.Now().Add(-time.Second).Unix()})))
+	// Two sweeps (one a second) pass while the connection is still open.
+	time.Sleep(2 * time.Second)
+	if r, err := c.request(`{"id":1,"op":"ping"}`, 1, nil); err != nil || r["ok"] != true {
+		t.Fatalf("a token within the leeway, 2s later: %v %v", r, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, err := c.read(ctx)
+		if err == nil {
+			continue
+		}
+		if ce := (websocket.CloseError{}); !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "token expired" {
+			t.Fatalf("after exp plus the leeway: %v, want close 4001 token expired", err)
+		}
+		return
 	}
 }
 

@@ -57,6 +57,10 @@ type Config struct {
 	// AuthTimeout is how long a client without a valid token may stay
 	// connected before it is closed with 4001; zero lets it stay.
 	AuthTimeout time.Duration
+	// TokenLeeway is how long after its token's expiry a client is closed:
+	// the clock skew Tokens allows, so that a token it accepts is never
+	// cut at once.
+	TokenLeeway time.Duration
 	// Observe, when set, is told the events that happen once in the
 	// cluster: member_added and member_removed of channels with Members,
 	// occupied and vacated of channels with Occupancy; the node that

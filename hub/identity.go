@@ -108,7 +108,7 @@ func (c *Client) setIdentity(id Identity) {
 	if id.Expires.IsZero() {
 		c.setDeadline(time.Time{}, deadlineNone)
 	} else {
-		c.setDeadline(id.Expires, deadlineExpired)
+		c.setDeadline(id.Expires.Add(c.hub.cfg.TokenLeeway), deadlineExpired)
 	}
 }
 

@@ -160,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.HTTP.setDefaults()
 	if cfg.Verifier != nil {
 		cfg.Hub.Tokens = tokens{cfg.Verifier}
+		cfg.Hub.TokenLeeway = cfg.Verifier.Leeway()
 		if cfg.Hub.DefaultRule == hub.RuleDefault {
 			cfg.Hub.DefaultRule = hub.RuleAuthenticated
 		}

@@ -195,7 +195,10 @@ func (s *settings) security(log *slog.Logger) error {
 		}
 		s.srv.Pusher = append([]pusher.App{a}, s.srv.Pusher...)
 	}
-	cfg := auth.Config{Issuer: s.jwtIssuer, Audience: s.jwtAudience, Logger: log.With("component", "auth")}
+	cfg := auth.Config{Issuer: s.jwtIssuer, Audience: s.jwtAudience, Leeway: s.jwtLeeway, Logger: log.With("component", "auth")}
+	if s.jwtLeeway == 0 {
+		cfg.Leeway = -1 // none, where auth.Config's zero is its default
+	}
 	sources := 0
 	if s.jwtSecret != "" {
 		cfg.HMACSecret = []byte(s.jwtSecret)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/raw"
@@ -30,6 +31,7 @@ type settings struct {
 	jwksURL         string
 	jwtIssuer       string
 	jwtAudience     string
+	jwtLeeway       time.Duration
 	devTokenSecret  string
 	trustedProxies  []string
 	pusherApp       pusher.App // from the flags; used when it has an id
@@ -106,6 +108,7 @@ func declare(s *settings) []*option {
 		stringOpt(&s.jwksURL, "jwks-url", "", "URL of a JWKS holding the keys that sign the clients' tokens, by kid; refreshed in the background"),
 		stringOpt(&s.jwtIssuer, "jwt-issuer", "", "when set, a token's iss must be this"),
 		stringOpt(&s.jwtAudience, "jwt-audience", "", "when set, a token's aud must hold this"),
+		durationOpt(&s.jwtLeeway, "jwt-leeway", auth.DefaultLeeway, "clock skew allowed on a token's exp, nbf and iat; a connection is closed this long after its token's exp (0: none)"),
 		durationOpt(&s.srv.AuthTimeout, "auth-timeout", server.DefaultAuthTimeout, "how long a connection has to present a valid token when the default namespace is not public (closed with 4001 after)"),
 		secretOpt(stringOpt(&s.devTokenSecret, "dev-token-secret", "", "DEVELOPMENT ONLY: serve GET /dev/token?user=NAME, a token for anyone that grants every channel, signed with this secret (at least 32 bytes), which is then the key")),
 		intOpt(&s.srv.MaxConnections, "max-connections", 0, "most WebSocket connections this node holds; more are refused with 503 and Retry-After; 0 sets no limit"),

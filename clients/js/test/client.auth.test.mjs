@@ -21,7 +21,7 @@ const clients = [];
 test.before(async () => {
   // Subscribing needs a grant (the token's channels claim or a
   // subscription token); publishing needs any valid token.
-  server = await startServer(['--jwt-hmac-secret', SECRET, '--api-key', API_KEY, '--subscribe', 'granted', '--publish', 'authenticated']);
+  server = await startServer(['--jwt-hmac-secret', SECRET, '--jwt-leeway', '0', '--api-key', API_KEY, '--subscribe', 'granted', '--publish', 'authenticated']);
 });
 
 test.afterEach(() => {
