@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -172,4 +173,75 @@ test('webhooks: signed, and each event once for the whole cluster', async () => 
   assert.deepEqual(JSON.parse(ce.data), { n: 1 });
   assert.equal(ce.socket_id, b.connection.socket_id);
   void cha;
+});
+
+// balancer listens on a free port and hands each new connection to the
+// first of the live instances, in preference order, that accepts it, as a
+// load balancer with health checks would: an instance that was stopped
+// gets no new connection.
+async function balancer(order) {
+  const server = net.createServer((client) => {
+    client.pause();
+    const targets = order.filter((i) => instances[i].proc).map((i) => instances[i].port);
+    const attempt = (k) => {
+      if (k >= targets.length) return client.destroy();
+      const up = net.connect(targets[k], '127.0.0.1');
+      up.once('error', () => attempt(k + 1));
+      up.once('connect', () => {
+        up.removeAllListeners('error');
+        const end = () => {
+          client.destroy();
+          up.destroy();
+        };
+        up.on('error', end);
+        client.on('error', end);
+        up.on('close', end);
+        client.on('close', end);
+        client.pipe(up);
+        up.pipe(client);
+        client.resume();
+      });
+    };
+    attempt(0);
+  });
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return { port, close: () => server.close() };
+}
+
+test('pusher-js moves to another instance by itself: a graceful shutdown (4200), then a crash', async (t) => {
+  await instances[2].start(); // the first test killed it
+  const lb = await balancer([2, 1, 0]);
+  t.after(() => lb.close());
+  const c = new PusherClient(app.key, {
+    cluster: 'mt1', wsHost: '127.0.0.1', wsPort: lb.port, forceTLS: false, enabledTransports: ['ws'], disableStats: true,
+  });
+  clients.push(c);
+  const states = [];
+  c.connection.bind('state_change', ({ current }) => states.push(current));
+  await waitFor('pusher-js to connect through the balancer', () => c.connection.state === 'connected');
+  const got = [];
+  const { ch } = await subscribed(c, 'news');
+  ch.bind('update', (data) => got.push(data));
+  const sdk = sdkOf(instances[0]);
+  await sdk.trigger('news', 'update', 'on the first instance');
+  await waitFor('the first update', () => got.length === 1);
+
+  for (const [victim, signal, n] of [[2, 'SIGTERM', 2], [1, 'SIGKILL', 3]]) {
+    const before = c.connection.socket_id;
+    states.length = 0;
+    await instances[victim].stop(signal);
+    await waitFor(`pusher-js to come back after ${signal}`, () => c.connection.state === 'connected' && c.connection.socket_id !== before, { total: 20_000 });
+    if (signal === 'SIGTERM') {
+      // 4200: reconnect at once, never "unavailable" nor a given-up state.
+      assert.deepEqual(states, ['connecting', 'connected'], 'pusher-js went through other states than an immediate reconnect');
+    }
+    // pusher-js subscribes again by itself on the new connection; a
+    // trigger may race that subscription, so retry until one lands.
+    await waitFor(`an update after ${signal}`, async () => {
+      if (got.length < n) await sdk.trigger('news', 'update', `after ${signal}`);
+      return got.length >= n;
+    }, { total: 20_000, step: 300 });
+    assert.equal(got.at(-1), `after ${signal}`);
+  }
 });
