@@ -220,10 +220,11 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		Offset   uint64          `json:"offset"`
 		Data     json.RawMessage `json:"data"`
 		Encoding string          `json:"encoding,omitempty"` // "base64" for binary data, as in the native reply
+		TS       int64           `json:"ts,omitempty"`       // publish time, ms since the Unix epoch
 	}
 	msgs := make([]message, len(res.Messages))
 	for i, m := range res.Messages {
-		msgs[i] = message{Offset: m.Pos.Offset, Data: m.Data}
+		msgs[i] = message{Offset: m.Pos.Offset, Data: m.Data, TS: m.Time}
 		if m.Binary {
 			msgs[i].Data = protocol.AppendString(nil, base64.StdEncoding.EncodeToString(m.Data))
 			msgs[i].Encoding = "base64"

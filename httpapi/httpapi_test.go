@@ -76,7 +76,7 @@ func TestRequests(t *testing.T) {
 		{"broadcast", "POST", "/api/broadcast", "k3y", `{"channels":["a","b"],"data":1}`, 200, `"results"`},
 		{"broadcast bad channel", "POST", "/api/broadcast", "k3y", `{"channels":["a","b c"],"data":1}`, 400, `b c`},
 		{"broadcast no channels", "POST", "/api/broadcast", "k3y", `{"data":1}`, 400, `channels is missing`},
-		{"history", "GET", "/api/history?channel=h:x&limit=3", "k3y", ``, 200, `"messages":[{"offset":1,"data":1}]`},
+		{"history", "GET", "/api/history?channel=h:x&limit=3", "k3y", ``, 200, `"messages":[{"offset":1,"data":1,"ts":1`},
 		{"history off", "GET", "/api/history?channel=a", "k3y", ``, 403, `"forbidden"`},
 		{"history bad limit", "GET", "/api/history?channel=h:x&limit=-1", "k3y", ``, 400, `limit`},
 		{"presence off", "GET", "/api/presence?channel=a", "k3y", ``, 403, `"forbidden"`},

@@ -342,6 +342,10 @@ func (h *Hub) stripe(ch string) int { return int(maphash.String(h.seed, ch) % nu
 // Messages with a position (channels with history) go through the
 // channel's sequencer first, which drops duplicates and fills gaps.
 func (h *Hub) HandleMessage(m broker.Message) {
+	if m.Time == 0 {
+		// The broker did not carry the publish time: this is the closest.
+		m.Time = time.Now().UnixMilli()
+	}
 	if name, ok := eventChannel(m.Channel); ok {
 		h.handleEvent(name, m)
 		return

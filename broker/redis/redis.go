@@ -313,7 +313,8 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		binary = "1"
 	}
 	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip})
+		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip,
+			strconv.FormatInt(time.Now().UnixMilli(), 10)})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)
@@ -444,6 +445,11 @@ func entry(channel, epoch string, e rueidis.RedisMessage) (broker.Message, error
 			hasData = true
 		case "b":
 			m.Binary = true
+		case "t":
+			// The publish time; entries written before it was kept have none.
+			if t, err := fields[i+1].AsInt64(); err == nil {
+				m.Time = t
+			}
 		}
 	}
 	if !hasData {
