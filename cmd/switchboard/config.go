@@ -284,12 +284,36 @@ func loadPusher(path string, n *yaml.Node, s *settings) error {
 			}
 			var a pusher.App
 			if err := app.Decode(&a); err != nil {
-				return fileError(path, app, where, strings.TrimPrefix(err.Error(), "yaml: "))
+				return pusherValueError(path, where, app)
 			}
 			s.pusherApps = append(s.pusherApps, a)
 		}
 	}
 	return nil
+}
+
+// pusherValueError finds the key of app whose value does not decode and
+// says what it wants, in words rather than Go types.
+func pusherValueError(path, where string, app *yaml.Node) error {
+	for k := 0; k+1 < len(app.Content); k += 2 {
+		key, val := app.Content[k], app.Content[k+1]
+		one := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{key, val}}
+		var a pusher.App
+		if one.Decode(&a) == nil {
+			continue
+		}
+		want := map[string]string{
+			"client_events":   "true or false",
+			"max_connections": "a whole number, like 1000",
+			"allowed_origins": `a list of origins, like ["https://example.com"]`,
+			"webhooks":        "a list of {url: ..., events: [...]}",
+		}[key.Value]
+		if want == "" {
+			want = "text"
+		}
+		return fileError(path, val, where+"."+key.Value, fmt.Sprintf("%q: want %s", val.Value, want))
+	}
+	return fileError(path, app, where, "want keys: "+strings.Join(pusherAppKeys, ", "))
 }
 
 // onlyKeys checks that n is a mapping whose keys are among known.

@@ -235,6 +235,8 @@ func TestNamespacesFromFile(t *testing.T) {
 		{"syntax error indented", []string{"--config", write("indent.yaml", "addr: \":1\"\n  history_size: 5\n")}, hub.NamespaceOptions{}, nil, "indent.yaml:2: did not find expected key"},
 		{"unclosed flow mapping", []string{"--config", write("flow.yaml", "addr: \":1\"\nnamespaces:\n  chat: {history_size: 5\n")}, hub.NamespaceOptions{}, nil, "flow.yaml:3: did not find expected ',' or '}'"},
 		{"tab", []string{"--config", write("tab.yaml", "addr: \":1\"\n\tmax_subscriptions: 2\n")}, hub.NamespaceOptions{}, nil, "tab.yaml:2: found character that cannot start any token (YAML is indented with spaces, not tabs)"},
+		{"pusher app value", []string{"--config", write("papp.yaml", "pusher:\n  apps:\n    - id: a\n      key: k\n      client_events: maybe\n")}, hub.NamespaceOptions{}, nil,
+			`papp.yaml:5: pusher.apps[0].client_events: "maybe": want true or false`},
 		{"not a mapping", []string{"--config", write("list.yaml", "- addr\n")}, hub.NamespaceOptions{}, nil, "list.yaml:1: want options as key: value lines"},
 		{"bad name", []string{"--config", write("bad.yaml", "namespaces:\n  \"a b\": {history_size: 5}\n")}, hub.NamespaceOptions{}, nil, "not a valid namespace name"},
 		{"missing file", []string{"--config", dir + "/nope.yaml"}, hub.NamespaceOptions{}, nil, "no such file"},
