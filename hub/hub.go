@@ -432,7 +432,8 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options 
 func (h *Hub) History(ctx context.Context, channel string, limit int) (broker.HistoryResult, error) {
 	opts := h.options(channel)
 	if opts.HistorySize <= 0 || h.hist == nil {
-		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel)
+		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel+
+			" (the server keeps some with --history-size, or history_size in --config)")
 	}
 	if limit < 0 || limit > opts.HistorySize {
 		limit = opts.HistorySize

@@ -240,7 +240,7 @@ func TestRequests(t *testing.T) {
 			[]string{`{"id":5,"ok":false,"error":{"code":"bad_request","message":"data is missing"}}`}},
 		{"publish", []string{`{"id":6,"op":"publish","channel":"a","data":{"x":1}}`}, []string{`{"id":6,"ok":true}`}},
 		{"history off", []string{`{"id":7,"op":"history","channel":"a"}`},
-			[]string{`{"id":7,"ok":false,"error":{"code":"forbidden","message":"history is not enabled for channel a"}}`}},
+			[]string{`{"id":7,"ok":false,"error":{"code":"forbidden","message":"history is not enabled for channel a (the server keeps some with --history-size, or history_size in --config)"}}`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
