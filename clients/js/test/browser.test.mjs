@@ -163,6 +163,16 @@ test('demo page: join a room by name and switch rooms', async (t) => {
   await sendFromDemo(a, 'hello lobby');
   await messageLocator(a, 'ann', 'hello lobby').waitFor();
   assert.equal(await messageLocator(a, 'ben', 'only in the second room').count(), 0);
+
+  // A channel's full name joins its room: chat:x is the room x, and the
+  // seed's channel is the lobby (not chat:chat_messages).
+  await a.fill('#join-name', `chat:${second}`);
+  await a.press('#join-name', 'Enter');
+  await a.waitForFunction((ch) => document.getElementById('room-channel').textContent === ch, `chat:${second}`);
+  await a.fill('#join-name', 'chat_messages');
+  await a.press('#join-name', 'Enter');
+  await a.waitForFunction(() => document.getElementById('room-channel').textContent === 'chat_messages');
+  assert.equal(await a.textContent('#room-title'), '# lobby');
 });
 
 test('raw pages on / see each other', async (t) => {
