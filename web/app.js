@@ -27,8 +27,10 @@
   var IDS_KEY = 'switchboard.ids';
   var ROOMS_KEY = 'switchboard.rooms';
   // SEED_CHANNEL is the channel of raw connections to ws://host/ (the
-  // server's --raw-channel default): the lobby.
-  var SEED_CHANNEL = 'chat_messages';
+  // server's --raw-channel, which it writes in the page's meta tag): the
+  // lobby.
+  var lobbyMeta = document.querySelector('meta[name="switchboard-lobby"]');
+  var SEED_CHANNEL = (lobbyMeta && lobbyMeta.content) || 'chat_messages';
   var LOBBY = 'lobby';
 
   var $ = function (id) { return document.getElementById(id); };

@@ -298,7 +298,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	s.srv.Hub.Broker = b
 	s.srv.Logger = log
-	s.srv.Page = web.Handler()
+	s.srv.Page = web.New(web.Config{Lobby: s.srv.RawChannel})
 	srv, err := server.New(s.srv)
 	if err != nil {
 		log.Error("bad configuration", "err", err)

@@ -263,6 +263,21 @@ test('the seed page from file:// and the demo lobby chat both ways, as chat line
   assert.ok(!seedLines.some((l) => l.startsWith('{')), `the seed page shows chat lines, not JSON: ${JSON.stringify(seedLines)}`);
 });
 
+test('demo page: the lobby follows --raw-channel', async (t) => {
+  const other = await startServer(['--raw-channel', 'seed:room']);
+  t.after(() => other.stop());
+  const demo = await newPage(t);
+  await demo.goto(`${other.httpURL}/`);
+  await demo.waitForSelector('#status[data-state="connected"]');
+  assert.equal(await demo.textContent('#room-channel'), 'seed:room');
+  const raw = await newPage(t);
+  await raw.goto(`${seedFile}?ws=${encodeURIComponent(`ws://localhost:${other.port}`)}`);
+  await raw.waitForFunction(() => ws.readyState === WebSocket.OPEN);
+  await raw.fill('#messageInput', 'on the raw channel');
+  await raw.click('button');
+  await messageLocator(demo, 'raw', 'on the raw channel').waitFor();
+});
+
 test('demo page: two tabs of one browser are two people', async (t) => {
   const r = room('tabs');
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 640 } });
