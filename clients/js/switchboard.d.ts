@@ -3,8 +3,14 @@
 // behaviour; these types describe the shapes. Checked by `tsc --noEmit` in
 // the package's tests (test/types/).
 
-/** Any JSON value: what a message's data may be. */
+/** Any JSON value: what a message's data is when it arrives. */
 export type JSONValue = string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
+
+/**
+ * What publish takes: any value JSON.stringify turns into JSON (objects of
+ * interface types included), but not a function.
+ */
+export type Publishable<T> = T extends (...args: never[]) => unknown ? never : T;
 
 /** The protocol's error codes and the client's own (timeout, disconnected, closed). */
 export type ErrorCode =
@@ -202,7 +208,7 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
   /** The first subscribed info; rejects when the server refuses the subscription. */
   readonly ready: Promise<SubscribedInfo>;
   unsubscribe(): Promise<void>;
-  publish(data: JSONValue): Promise<PublishResult>;
+  publish<T>(data: Publishable<T>): Promise<PublishResult>;
   history(opts?: { limit?: number }): Promise<HistoryResult>;
   presence(): Promise<PresenceEntry[]>;
 }
@@ -226,7 +232,7 @@ export declare class Client extends Emitter<ClientEvents> {
     opts?: { token?: string | SubscriptionTokenSource }
   ): Subscription;
   unsubscribe(channel: string | Subscription): Promise<void>;
-  publish(channel: string, data: JSONValue, opts?: { idempotencyKey?: string }): Promise<PublishResult>;
+  publish<T>(channel: string, data: Publishable<T>, opts?: { idempotencyKey?: string }): Promise<PublishResult>;
   history(channel: string, opts?: { limit?: number }): Promise<HistoryResult>;
   presence(channel: string): Promise<PresenceEntry[]>;
   /** Resolves with the round trip in ms. */

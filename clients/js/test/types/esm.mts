@@ -15,6 +15,9 @@ const sub = client.subscribe('chat:lobby', {
 });
 sub.ready.then((info) => console.log(info.resubscribed));
 void client.publish('chat:lobby', { nick: 'ann', text: 'hi', tags: ['a', 1, null] }, { idempotencyKey: 'k1' });
+interface ChatLine { nick: string; text: string }
+const line: ChatLine = { nick: 'ann', text: 'an interface type is publishable too' };
+void sub.publish(line);
 void client.history('chat:lobby', { limit: 10 }).then((h: HistoryResult) => h.messages.map((m) => [m.offset, m.ts, m.data]));
 void client.ping().then((ms) => ms + 1);
 const ok: boolean = validChannel('chat:lobby') && Switchboard.validChannel('x');
