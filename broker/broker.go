@@ -22,6 +22,13 @@ type Message struct {
 	// Skip, when set, names a client that must not receive the message
 	// (its sender, say): PublishOptions.Skip, carried to every node.
 	Skip string
+	// Time is when the message was published, in milliseconds since the
+	// Unix epoch, as the publishing node's broker saw it. A broker that
+	// does not carry it leaves it 0, and the hub stamps the time it
+	// received the message (the Redis broker's live messages: its pub/sub
+	// payload is unchanged, so that nodes of different versions mix).
+	// History keeps it.
+	Time int64
 }
 
 // Position names a place in a channel's history: Offset counts the messages

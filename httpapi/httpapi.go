@@ -50,14 +50,35 @@ func New(cfg Config) *Handler {
 		cfg.RequestTimeout = 5 * time.Second
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
-	h.mux.HandleFunc("POST /api/publish", h.auth(h.publish))
-	h.mux.HandleFunc("POST /api/broadcast", h.auth(h.broadcast))
-	h.mux.HandleFunc("GET /api/channels", h.auth(h.channels))
-	h.mux.HandleFunc("GET /api/history", h.auth(h.history))
-	h.mux.HandleFunc("GET /api/presence", h.auth(h.presence))
-	h.mux.HandleFunc("POST /api/disconnect", h.auth(h.disconnect))
-	h.mux.HandleFunc("POST /api/unsubscribe", h.auth(h.unsubscribeUser))
+	routes := []struct {
+		method, path string
+		fn           http.HandlerFunc
+	}{
+		{"POST", "/api/publish", h.publish},
+		{"POST", "/api/broadcast", h.broadcast},
+		{"GET", "/api/channels", h.channels},
+		{"GET", "/api/history", h.history},
+		{"GET", "/api/presence", h.presence},
+		{"POST", "/api/disconnect", h.disconnect},
+		{"POST", "/api/unsubscribe", h.unsubscribeUser},
+	}
+	allow := map[string]string{}
+	for _, rt := range routes {
+		h.mux.HandleFunc(rt.method+" "+rt.path, h.auth(rt.fn))
+		allow[rt.path] = rt.method
+		if rt.method == http.MethodGet {
+			allow[rt.path] += ", HEAD"
+		}
+	}
 	h.mux.HandleFunc("/api/", h.auth(func(w http.ResponseWriter, r *http.Request) {
+		if methods, ok := allow[r.URL.Path]; ok {
+			w.Header().Set("Allow", methods)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]errorBody{"error": {
+				Code:    "method_not_allowed",
+				Message: r.URL.Path + " takes " + strings.ReplaceAll(methods, ", ", " or ") + ", not " + r.Method,
+			}})
+			return
+		}
 		writeError(w, protocol.Errorf(protocol.CodeNotFound, "no such API request: "+r.Method+" "+r.URL.Path))
 	}))
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +135,7 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (publishRequest
 		return req, false
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "body must be a JSON object: "+err.Error()))
+		writeError(w, protocol.Errorf(protocol.CodeBadRequest, bodyError(err)))
 		return req, false
 	}
 	if len(req.Data) == 0 {
@@ -132,12 +153,43 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request) (publishRequest
 	return req, true
 }
 
+// bodyError says what is wrong with a request body that does not decode,
+// in the API's terms rather than Go's.
+func bodyError(err error) string {
+	const want = `body must be a JSON object, like {"channel":"news","data":{"text":"hi"}}`
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return "body is not valid JSON (at byte " + strconv.FormatInt(syn.Offset, 10) + "): " + want
+	case errors.As(err, &typ) && typ.Field != "":
+		kind := map[string]string{"channel": "a string", "channels": "a list of strings", "idempotency_key": "a string"}[typ.Field]
+		if kind == "" {
+			kind = "of another type"
+		}
+		return typ.Field + " must be " + kind + ", not a JSON " + typ.Value
+	}
+	return want
+}
+
+// channelError is the error of a bad channel name, naming it.
+func channelError(ch string) *protocol.Error {
+	if ch == "" {
+		return protocol.Errorf(protocol.CodeBadRequest, "channel is missing")
+	}
+	perr := protocol.ChannelError(ch)
+	if perr == nil {
+		return nil
+	}
+	return protocol.Errorf(perr.Code, "channel "+strconv.Quote(ch)+": "+perr.Message)
+}
+
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	req, ok := h.decode(w, r)
 	if !ok {
 		return
 	}
-	if perr := protocol.ChannelError(req.Channel); perr != nil {
+	if perr := channelError(req.Channel); perr != nil {
 		writeError(w, perr)
 		return
 	}
@@ -160,12 +212,6 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(protocol.CodeBadRequest, "channels is missing"))
 		return
 	}
-	for _, ch := range req.Channels {
-		if perr := protocol.ChannelError(ch); perr != nil {
-			writeError(w, protocol.Errorf(perr.Code, perr.Message+": "+ch))
-			return
-		}
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	defer cancel()
 	results := make([]positionReply, len(req.Channels))
@@ -173,17 +219,23 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
 	var firstErr *protocol.Error
 	for i, ch := range req.Channels {
 		results[i].Channel = ch
-		pos, err := h.cfg.Hub.Publish(ctx, ch, req.Data, hub.WithIdempotencyKey(req.IdempotencyKey))
-		if err != nil {
-			e := hub.ErrorOf(err)
+		// A bad name fails its channel only: the others are published.
+		e := channelError(ch)
+		if e == nil {
+			pos, err := h.cfg.Hub.Publish(ctx, ch, req.Data, hub.WithIdempotencyKey(req.IdempotencyKey))
+			if err != nil {
+				e = hub.ErrorOf(err)
+			} else {
+				results[i].Epoch, results[i].Offset = pos.Epoch, pos.Offset
+			}
+		}
+		if e != nil {
 			results[i].Error = &errorBody{Code: e.Code, Message: e.Message}
 			failed++
 			if firstErr == nil {
 				firstErr = e
 			}
-			continue
 		}
-		results[i].Epoch, results[i].Offset = pos.Epoch, pos.Offset
 	}
 	if failed == len(req.Channels) {
 		// Nothing was published: the request failed as a whole.
@@ -196,7 +248,7 @@ func (h *Handler) broadcast(w http.ResponseWriter, r *http.Request) {
 // history returns a channel's newest messages: ?channel=c&limit=N.
 func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	ch := r.URL.Query().Get("channel")
-	if perr := protocol.ChannelError(ch); perr != nil {
+	if perr := channelError(ch); perr != nil {
 		writeError(w, perr)
 		return
 	}
@@ -220,10 +272,11 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		Offset   uint64          `json:"offset"`
 		Data     json.RawMessage `json:"data"`
 		Encoding string          `json:"encoding,omitempty"` // "base64" for binary data, as in the native reply
+		TS       int64           `json:"ts,omitempty"`       // publish time, ms since the Unix epoch
 	}
 	msgs := make([]message, len(res.Messages))
 	for i, m := range res.Messages {
-		msgs[i] = message{Offset: m.Pos.Offset, Data: m.Data}
+		msgs[i] = message{Offset: m.Pos.Offset, Data: m.Data, TS: m.Time}
 		if m.Binary {
 			msgs[i].Data = protocol.AppendString(nil, base64.StdEncoding.EncodeToString(m.Data))
 			msgs[i].Encoding = "base64"
@@ -235,7 +288,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 // presence lists who is in a channel across the cluster: ?channel=c.
 func (h *Handler) presence(w http.ResponseWriter, r *http.Request) {
 	ch := r.URL.Query().Get("channel")
-	if perr := protocol.ChannelError(ch); perr != nil {
+	if perr := channelError(ch); perr != nil {
 		writeError(w, perr)
 		return
 	}
@@ -319,7 +372,7 @@ func (h *Handler) unsubscribeUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if perr := protocol.ChannelError(req.Channel); perr != nil {
+	if perr := channelError(req.Channel); perr != nil {
 		writeError(w, perr)
 		return
 	}

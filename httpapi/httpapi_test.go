@@ -74,9 +74,16 @@ func TestRequests(t *testing.T) {
 		{"data too large", "POST", "/api/publish", "k3y", `{"channel":"a","data":"` + strings.Repeat("x", 200) + `"}`, 413, `"too_large"`},
 		{"long idempotency key", "POST", "/api/publish", "k3y", `{"channel":"a","data":1,"idempotency_key":"` + strings.Repeat("k", 129) + `"}`, 400, `idempotency_key`},
 		{"broadcast", "POST", "/api/broadcast", "k3y", `{"channels":["a","b"],"data":1}`, 200, `"results"`},
-		{"broadcast bad channel", "POST", "/api/broadcast", "k3y", `{"channels":["a","b c"],"data":1}`, 400, `b c`},
+		{"broadcast bad channel", "POST", "/api/broadcast", "k3y", `{"channels":["a","b c"],"data":1}`, 200, `{"channel":"b c","error":{"code":"bad_request","message":"channel \"b c\": `},
+		{"broadcast only bad channels", "POST", "/api/broadcast", "k3y", `{"channels":["b c"],"data":1}`, 400, `"message":"channel \"b c\": `},
+		{"publish bad channel", "POST", "/api/publish", "k3y", `{"channel":"bad name!","data":1}`, 400, `"message":"channel \"bad name!\": `},
+		{"body not an object", "POST", "/api/publish", "k3y", `"x"`, 400, `"message":"body must be a JSON object, like {\"channel\":\"news\",\"data\":{\"text\":\"hi\"}}"`},
+		{"body not json", "POST", "/api/publish", "k3y", `{"channel":`, 400, `"message":"body is not valid JSON`},
+		{"channel not a string", "POST", "/api/publish", "k3y", `{"channel":5,"data":1}`, 400, `"message":"channel must be a string, not a JSON number"`},
+		{"wrong method", "GET", "/api/publish", "k3y", ``, 405, `"message":"/api/publish takes POST, not GET"`},
+		{"wrong method on a GET", "DELETE", "/api/history", "k3y", ``, 405, `"message":"/api/history takes GET or HEAD, not DELETE"`},
 		{"broadcast no channels", "POST", "/api/broadcast", "k3y", `{"data":1}`, 400, `channels is missing`},
-		{"history", "GET", "/api/history?channel=h:x&limit=3", "k3y", ``, 200, `"messages":[{"offset":1,"data":1}]`},
+		{"history", "GET", "/api/history?channel=h:x&limit=3", "k3y", ``, 200, `"messages":[{"offset":1,"data":1,"ts":1`},
 		{"history off", "GET", "/api/history?channel=a", "k3y", ``, 403, `"forbidden"`},
 		{"history bad limit", "GET", "/api/history?channel=h:x&limit=-1", "k3y", ``, 400, `limit`},
 		{"presence off", "GET", "/api/presence?channel=a", "k3y", ``, 403, `"forbidden"`},
@@ -97,6 +104,12 @@ func TestRequests(t *testing.T) {
 		}
 		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 			t.Errorf("%s: content type %q", tc.name, ct)
+		}
+		if rec.Code == http.StatusMethodNotAllowed && rec.Header().Get("Allow") == "" {
+			t.Errorf("%s: 405 without Allow", tc.name)
+		}
+		if strings.Contains(rec.Body.String(), "Go value") || strings.Contains(rec.Body.String(), "::") {
+			t.Errorf("%s: the error reads like Go's: %s", tc.name, rec.Body)
 		}
 	}
 }
@@ -141,5 +154,41 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// One bad channel in a broadcast fails that channel only: the good ones
+// are published.
+func TestBroadcastPublishesTheGoodChannels(t *testing.T) {
+	h := newHandler(t, "")
+	do := func(method, path, body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	rec := do("POST", "/api/broadcast", `{"channels":["h:one","no good","h:two"],"data":{"text":"hi"}}`)
+	var got struct {
+		Results []struct {
+			Channel string
+			Offset  uint64
+			Error   *struct{ Code, Message string }
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 || len(got.Results) != 3 {
+		t.Fatalf("%d %s (%v)", rec.Code, rec.Body, err)
+	}
+	if r := got.Results[1]; r.Error == nil || r.Error.Code != "bad_request" || !strings.HasPrefix(r.Error.Message, `channel "no good": `) {
+		t.Errorf("bad channel's result %+v", r)
+	}
+	for _, i := range []int{0, 2} {
+		if r := got.Results[i]; r.Error != nil || r.Offset != 1 {
+			t.Errorf("result %d: %+v, want published at offset 1", i, r)
+		}
+		if rec := do("GET", "/api/history?channel="+got.Results[i].Channel, ""); !strings.Contains(rec.Body.String(), `"data":{"text":"hi"}`) {
+			t.Errorf("history of %s: %s", got.Results[i].Channel, rec.Body)
+		}
+	}
+	if rec := do("GET", "/api/broadcast", ""); rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "POST" {
+		t.Errorf("GET /api/broadcast: %d, Allow %q; want 405, POST", rec.Code, rec.Header().Get("Allow"))
 	}
 }

@@ -342,6 +342,10 @@ func (h *Hub) stripe(ch string) int { return int(maphash.String(h.seed, ch) % nu
 // Messages with a position (channels with history) go through the
 // channel's sequencer first, which drops duplicates and fills gaps.
 func (h *Hub) HandleMessage(m broker.Message) {
+	if m.Time == 0 {
+		// The broker did not carry the publish time: this is the closest.
+		m.Time = time.Now().UnixMilli()
+	}
 	if name, ok := eventChannel(m.Channel); ok {
 		h.handleEvent(name, m)
 		return
@@ -428,7 +432,8 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options 
 func (h *Hub) History(ctx context.Context, channel string, limit int) (broker.HistoryResult, error) {
 	opts := h.options(channel)
 	if opts.HistorySize <= 0 || h.hist == nil {
-		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel)
+		return broker.HistoryResult{}, protocol.Errorf(protocol.CodeForbidden, "history is not enabled for channel "+channel+
+			" (the server keeps some with --history-size, or history_size in --config)")
 	}
 	if limit < 0 || limit > opts.HistorySize {
 		limit = opts.HistorySize

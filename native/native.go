@@ -48,7 +48,7 @@ func (*Dialect) MessageFrame(m broker.Message) []byte {
 		size = (size+2)/3*4 + 22
 	}
 	b := wsframe.Start(size + len(m.Channel) + 64)
-	b = protocol.AppendMessage(b, m.Channel, m.Data, m.Binary, wirePosition(m.Pos))
+	b = protocol.AppendMessage(b, m.Channel, m.Data, m.Binary, wirePosition(m.Pos), m.Time)
 	return wsframe.Finish(b, wsframe.OpText)
 }
 
@@ -150,9 +150,9 @@ func history(c *hub.Client, req protocol.Request) {
 		return
 	}
 	reply(c, protocol.AppendHistoryReply(replyStart(), req.ID, wirePosition(res.Pos), len(res.Messages),
-		func(i int) (uint64, []byte, bool) {
+		func(i int) (uint64, []byte, bool, int64) {
 			m := &res.Messages[i]
-			return m.Pos.Offset, m.Data, m.Binary
+			return m.Pos.Offset, m.Data, m.Binary, m.Time
 		}))
 }
 

@@ -43,14 +43,14 @@ func AppendPositionReply(b []byte, id uint64, pos Position, recovered *bool) []b
 // AppendHistoryReply appends a history reply: the channel's position and n
 // messages, oldest first; at(i) returns the offset and data of message i,
 // and whether the data is binary (see AppendData).
-func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int) (offset uint64, data []byte, binary bool)) []byte {
+func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int) (offset uint64, data []byte, binary bool, ts int64)) []byte {
 	b = appendReplyStart(b, id)
 	if pos.Epoch != "" {
 		b = appendPosition(b, pos)
 	}
 	b = append(b, `,"messages":[`...)
 	for i := range n {
-		off, data, binary := at(i)
+		off, data, binary, ts := at(i)
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -58,6 +58,7 @@ func AppendHistoryReply(b []byte, id uint64, pos Position, n int, at func(i int)
 		b = strconv.AppendUint(b, off, 10)
 		b = append(b, `,"data":`...)
 		b = AppendData(b, data, binary)
+		b = appendTS(b, ts)
 		b = append(b, '}')
 	}
 	return append(b, `]}`...)
@@ -128,8 +129,9 @@ func AppendData(b, data []byte, binary bool) []byte {
 
 // AppendMessage appends a message event. data must be one valid JSON value,
 // or any bytes when binary is set (see AppendData); a zero pos writes no
-// position.
-func AppendMessage(b []byte, channel string, data []byte, binary bool, pos Position) []byte {
+// position; ts is the publish time in milliseconds since the Unix epoch,
+// written as "ts" unless it is 0.
+func AppendMessage(b []byte, channel string, data []byte, binary bool, pos Position, ts int64) []byte {
 	b = append(b, `{"op":"message","channel":`...)
 	b = AppendString(b, channel)
 	b = append(b, `,"data":`...)
@@ -137,7 +139,17 @@ func AppendMessage(b []byte, channel string, data []byte, binary bool, pos Posit
 	if pos.Epoch != "" {
 		b = appendPosition(b, pos)
 	}
+	b = appendTS(b, ts)
 	return append(b, '}')
+}
+
+// appendTS appends a publish time as "ts", unless it is 0 (unknown).
+func appendTS(b []byte, ts int64) []byte {
+	if ts == 0 {
+		return b
+	}
+	b = append(b, `,"ts":`...)
+	return strconv.AppendInt(b, ts, 10)
 }
 
 func appendReplyStart(b []byte, id uint64) []byte {

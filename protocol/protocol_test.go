@@ -142,15 +142,16 @@ func TestEncode(t *testing.T) {
 		{"recovered", AppendPositionReply(nil, 3, Position{"e", 45}, &yes), `{"id":3,"ok":true,"epoch":"e","offset":45,"recovered":true}`},
 		{"no position", AppendPositionReply(nil, 8, Position{}, nil), `{"id":8,"ok":true}`},
 		{"error", AppendError(nil, 8, Errorf(CodeForbidden, `no "way"`)), `{"id":8,"ok":false,"error":{"code":"forbidden","message":"no \"way\""}}`},
-		{"message", AppendMessage(nil, "c", []byte(`{"a":1}`), false, Position{"e", 2}), `{"op":"message","channel":"c","data":{"a":1},"epoch":"e","offset":2}`},
-		{"binary message", AppendMessage(nil, "c", []byte{0, 0xff, '"'}, true, Position{}), `{"op":"message","channel":"c","data":"AP8i","encoding":"base64"}`},
-		{"empty binary message", AppendMessage(nil, "c", nil, true, Position{"e", 1}), `{"op":"message","channel":"c","data":"","encoding":"base64","epoch":"e","offset":1}`},
-		{"history", AppendHistoryReply(nil, 4, Position{"e", 2}, 2, func(i int) (uint64, []byte, bool) {
+		{"message", AppendMessage(nil, "c", []byte(`{"a":1}`), false, Position{"e", 2}, 0), `{"op":"message","channel":"c","data":{"a":1},"epoch":"e","offset":2}`},
+		{"message with time", AppendMessage(nil, "c", []byte(`"hi"`), false, Position{}, 1764950400123), `{"op":"message","channel":"c","data":"hi","ts":1764950400123}`},
+		{"binary message", AppendMessage(nil, "c", []byte{0, 0xff, '"'}, true, Position{}, 0), `{"op":"message","channel":"c","data":"AP8i","encoding":"base64"}`},
+		{"empty binary message", AppendMessage(nil, "c", nil, true, Position{"e", 1}, 7), `{"op":"message","channel":"c","data":"","encoding":"base64","epoch":"e","offset":1,"ts":7}`},
+		{"history", AppendHistoryReply(nil, 4, Position{"e", 2}, 2, func(i int) (uint64, []byte, bool, int64) {
 			if i == 0 {
-				return 1, []byte(`"text"`), false
+				return 1, []byte(`"text"`), false, 1764950400123
 			}
-			return 2, []byte("\x01\x02\x03"), true
-		}), `{"id":4,"ok":true,"epoch":"e","offset":2,"messages":[{"offset":1,"data":"text"},{"offset":2,"data":"AQID","encoding":"base64"}]}`},
+			return 2, []byte("\x01\x02\x03"), true, 0
+		}), `{"id":4,"ok":true,"epoch":"e","offset":2,"messages":[{"offset":1,"data":"text","ts":1764950400123},{"offset":2,"data":"AQID","encoding":"base64"}]}`},
 		{"welcome", AppendWelcome(nil, 1, "c1", "n1", 25000), `{"op":"welcome","version":1,"client":"c1","node":"n1","ping_interval_ms":25000}`},
 	}
 	for _, tc := range tests {

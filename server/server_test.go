@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -212,6 +213,11 @@ func TestNativePublishSubscribe(t *testing.T) {
 		}
 	}
 	got := bob.readJSON()
+	// ts is the publish time, in ms since the epoch.
+	if ts, ok := got["ts"].(float64); !ok || math.Abs(ts-float64(time.Now().UnixMilli())) > 60_000 {
+		t.Errorf("bob got ts %v, want the publish time", got["ts"])
+	}
+	delete(got, "ts")
 	want := map[string]any{"op": "message", "channel": "chat:lobby", "data": map[string]any{"text": "hi"}}
 	if !equalJSON(got, want) {
 		t.Errorf("bob got %v, want %v", got, want)

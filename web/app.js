@@ -1,7 +1,16 @@
 // The Switchboard demo chat. It speaks the native dialect through
 // switchboard.js: one channel per room, "chat:<room>", message data
-// {"nick": ..., "text": ..., "ts": <ms since epoch>}. Plain JSON-string
-// messages (from raw clients) are shown with the nick "raw".
+// {"nick": ..., "text": ..., "client": <the sender's client id>}, except the
+// lobby, which is the raw dialect's default channel "chat_messages": the
+// channel of the seed's chat page (ws://host/). There the page sends plain
+// text, "nick: text", so that raw pages show it as a chat line, and shows
+// each text it receives as a line ("nick: text" with its nick, anything
+// else with the nick "raw").
+//
+// Every message shows the time the server published it (the event's "ts").
+// A message is "mine" when this tab sent it: objects by the client ids
+// this tab has had, plain text by matching the echo of what it sent. The
+// nickname is per tab (sessionStorage), so two windows are two people.
 //
 // On a server that checks tokens the page needs one: ?token=JWT in its own
 // URL, else a development token from GET /dev/token?user=NICK, which only a
@@ -15,7 +24,14 @@
   var DEFAULT_ROOMS = ['lobby', 'random', 'help'];
   var HISTORY_LIMIT = 50;
   var NICK_KEY = 'switchboard.nick';
+  var IDS_KEY = 'switchboard.ids';
   var ROOMS_KEY = 'switchboard.rooms';
+  // SEED_CHANNEL is the channel of raw connections to ws://host/ (the
+  // server's --raw-channel, which it writes in the page's meta tag): the
+  // lobby.
+  var lobbyMeta = document.querySelector('meta[name="switchboard-lobby"]');
+  var SEED_CHANNEL = (lobbyMeta && lobbyMeta.content) || 'chat_messages';
+  var LOBBY = 'lobby';
 
   var $ = function (id) { return document.getElementById(id); };
   var els = {
@@ -42,20 +58,41 @@
   function save(key, value) {
     try { window.localStorage.setItem(key, value); } catch (e) { /* not remembered */ }
   }
+  // The tab's own: kept across reloads, not shared with other tabs.
+  function loadTab(key) {
+    try { return window.sessionStorage.getItem(key); } catch (e) { return null; }
+  }
+  function saveTab(key, value) {
+    try { window.sessionStorage.setItem(key, value); } catch (e) { /* not remembered */ }
+  }
 
-  // --- nickname ---
+  // --- nickname and identity (per tab) ---
 
-  var nick = (load(NICK_KEY) || '').trim();
+  var nick = (loadTab(NICK_KEY) || '').trim();
   if (!nick) {
     nick = 'guest-' + Math.floor(1000 + Math.random() * 9000);
-    save(NICK_KEY, nick);
+    saveTab(NICK_KEY, nick);
   }
+  // myIds are the client ids this tab's connections had (one per
+  // connection, the newest last): messages sent under them are "mine".
+  var myIds = [];
+  try { myIds = JSON.parse(loadTab(IDS_KEY) || '[]'); } catch (e) { myIds = []; }
+  if (!Array.isArray(myIds)) myIds = [];
+  function rememberId(id) {
+    if (!id || myIds.indexOf(id) >= 0) return;
+    myIds.push(id);
+    myIds = myIds.slice(-50);
+    saveTab(IDS_KEY, JSON.stringify(myIds));
+  }
+  // sentTexts are the plain-text lines this tab sent to the lobby whose
+  // echo has not come back yet.
+  var sentTexts = [];
   els.nick.value = nick;
   function updateNick() {
     var v = els.nick.value.trim();
     if (v) {
       nick = v;
-      save(NICK_KEY, nick);
+      saveTab(NICK_KEY, nick);
     }
   }
   els.nick.addEventListener('input', updateNick);
@@ -66,7 +103,8 @@
 
   // --- rooms ---
 
-  function channelOf(room) { return 'chat:' + room; }
+  function channelOf(room) { return room === LOBBY ? SEED_CHANNEL : 'chat:' + room; }
+  function isSeedRoom(room) { return room === LOBBY; }
 
   function validRoom(room) {
     return room.length > 0 && Switchboard.validChannel(channelOf(room));
@@ -105,6 +143,9 @@
   els.joinForm.addEventListener('submit', function (ev) {
     ev.preventDefault();
     var r = els.joinName.value.trim().replace(/^#/, '');
+    // A channel's full name joins its room: chat:x is x, the seed's is the lobby.
+    if (r === SEED_CHANNEL) r = LOBBY;
+    else if (r.indexOf('chat:') === 0 && r.length > 5) r = r.slice(5);
     if (!validRoom(r)) {
       els.joinError.textContent = 'A room name is letters, digits and _ - = @ , . ; : only.';
       els.joinError.hidden = false;
@@ -124,16 +165,32 @@
   function pad(n) { return (n < 10 ? '0' : '') + n; }
   function clock(d) { return pad(d.getHours()) + ':' + pad(d.getMinutes()); }
 
-  // normalize turns any message data into {nick, text, ts}.
-  function normalize(data) {
-    if (typeof data === 'string') return { nick: 'raw', text: data, ts: null, raw: true };
+  // lineRE reads a plain-text line "nick: text" (as this page sends them).
+  var lineRE = /^([^\s:]{1,32}): ([\s\S]+)$/;
+
+  // normalize turns any message data into {nick, text, ts, raw, mine}; ts
+  // is the server's publish time (ms), else the sender's, else null.
+  function normalize(data, ts) {
+    var own = typeof ts === 'number' ? ts : null;
+    if (typeof data === 'string') {
+      var mine = false;
+      var i = sentTexts.indexOf(data);
+      if (i >= 0) {
+        sentTexts.splice(i, 1);
+        mine = true;
+      }
+      var m = lineRE.exec(data);
+      if (m) return { nick: m[1], text: m[2], ts: own, raw: false, mine: mine };
+      return { nick: 'raw', text: data, ts: own, raw: true, mine: mine };
+    }
     if (data && typeof data === 'object' && !Array.isArray(data)) {
       var text = typeof data.text === 'string' ? data.text : JSON.stringify(data);
       var n = typeof data.nick === 'string' && data.nick ? data.nick : 'anonymous';
-      var ts = typeof data.ts === 'number' ? data.ts : null;
-      return { nick: n, text: text, ts: ts, raw: false };
+      if (own === null && typeof data.ts === 'number') own = data.ts; // older pages stamped their own
+      var byMe = typeof data.client === 'string' && myIds.indexOf(data.client) >= 0;
+      return { nick: n, text: text, ts: own, raw: false, mine: byMe };
     }
-    return { nick: 'raw', text: JSON.stringify(data), ts: null, raw: true };
+    return { nick: 'raw', text: JSON.stringify(data), ts: own, raw: true, mine: false };
   }
 
   function nearBottom() {
@@ -148,20 +205,30 @@
     if (e) e.remove();
   }
 
-  function showEmpty() {
+  // showEmpty says why the room shows no messages: none yet, or none kept.
+  function showEmpty(kept) {
     if (els.messages.children.length) return;
     var li = document.createElement('li');
     li.className = 'empty';
-    li.textContent = 'No messages yet. Say hi!';
+    if (kept) {
+      li.textContent = 'No messages yet. Say hi!';
+    } else {
+      li.appendChild(document.createTextNode('This server keeps no history, so messages sent before you came are not shown. Start it with '));
+      var code = document.createElement('code');
+      code.textContent = '--history-size 100';
+      li.appendChild(code);
+      li.appendChild(document.createTextNode(' to see the recent ones.'));
+      li.dataset.history = 'none';
+    }
     els.messages.appendChild(li);
   }
 
-  function addMessage(data) {
-    var m = normalize(data);
+  function addMessage(data, ts) {
+    var m = normalize(data, ts);
     var stick = nearBottom();
     clearEmpty();
     var li = document.createElement('li');
-    li.className = 'msg' + (m.raw ? ' raw' : '') + (!m.raw && m.nick === nick ? ' mine' : '');
+    li.className = 'msg' + (m.raw ? ' raw' : '') + (m.mine ? ' mine' : '');
     var head = document.createElement('div');
     head.className = 'meta';
     var who = document.createElement('span');
@@ -171,6 +238,7 @@
     var d = m.ts ? new Date(m.ts) : new Date();
     when.dateTime = d.toISOString();
     when.textContent = clock(d);
+    when.title = d.toLocaleString();
     head.appendChild(who);
     head.appendChild(when);
     var body = document.createElement('div');
@@ -298,6 +366,7 @@
 
   client.on('state', function (state) { setStatus(state); });
   client.on('connected', function (info) {
+    rememberId(client.clientId);
     if (everConnected) addNote('Reconnected.');
     everConnected = true;
     if (info.user) els.authBanner.hidden = true;
@@ -333,24 +402,24 @@
     s.on('message', function (data, meta) {
       if (seq !== roomSeq) return;
       if (loading) buffer.push({ data: data, meta: meta });
-      else addMessage(data);
+      else addMessage(data, meta && meta.ts);
     });
     s.history({ limit: HISTORY_LIMIT }).then(function (h) {
       if (seq !== roomSeq) return;
       els.messages.textContent = '';
-      h.messages.forEach(function (m) { addMessage(m.data); });
+      h.messages.forEach(function (m) { addMessage(m.data, m.ts); });
       var upTo = typeof h.offset === 'number' ? h.offset : -1;
-      flush(function (b) { return !(b.meta.epoch === h.epoch && typeof b.meta.offset === 'number' && b.meta.offset <= upTo); });
+      flush(true, function (b) { return !(b.meta.epoch === h.epoch && typeof b.meta.offset === 'number' && b.meta.offset <= upTo); });
     }, function () {
-      // No history on this server or channel: start empty.
+      // No history on this server or channel: start empty, and say why.
       if (seq !== roomSeq) return;
-      flush(function () { return true; });
+      flush(false, function () { return true; });
     });
-    function flush(keep) {
+    function flush(kept, keep) {
       loading = false;
-      buffer.filter(keep).forEach(function (b) { addMessage(b.data); });
+      buffer.filter(keep).forEach(function (b) { addMessage(b.data, b.meta && b.meta.ts); });
       buffer = [];
-      showEmpty();
+      showEmpty(kept);
       scrollDown();
     }
   }
@@ -401,7 +470,16 @@
     updateNick();
     els.text.value = '';
     var channel = channelOf(current);
-    client.publish(channel, { nick: nick, text: text, ts: Date.now() }).catch(function (err) {
+    var data;
+    if (isSeedRoom(current)) {
+      // Raw pages show each text frame as it is: send them a chat line.
+      data = nick.replace(/[\s:]+/g, '_') + ': ' + text;
+      sentTexts.push(data);
+      sentTexts = sentTexts.slice(-50);
+    } else {
+      data = { nick: nick, text: text, client: client.clientId };
+    }
+    client.publish(channel, data).catch(function (err) {
       if (err.code === 'unauthorized' || err.code === 'forbidden') {
         addNote('Not authorized to send to ' + channel + ' (' + err.message + '). Not sent: ' + text, 'refused');
         if (err.code === 'unauthorized' && authMode === 'none') needAuth();
@@ -423,7 +501,8 @@
   window.switchboardChat = {
     client: client,
     room: function () { return current; },
-    auth: function () { return authMode; }
+    auth: function () { return authMode; },
+    nick: function () { return nick; }
   };
 
   var start = roomFromHash() || DEFAULT_ROOMS[0];

@@ -1,17 +1,21 @@
 // Package web serves Switchboard's demo chat page: index.html, app.js and
 // style.css, embedded in the binary, plus the JavaScript client at
 // /switchboard.js (from package jsclient). The page speaks the native
-// dialect on /ws of the same origin, one channel "chat:<room>" per room.
+// dialect on /ws of the same origin, one channel "chat:<room>" per room,
+// except its lobby, which is the raw dialect's channel (Config.Lobby), where
+// the seed's chat page and other raw clients are.
 // On a server that checks tokens it takes ?token= from its own URL, or a
 // development token from GET /dev/token (--dev-token-secret), and says so
 // when it has neither.
 //
-// Handler is safe for concurrent use; the files are read-only.
+// Handler and New's handlers are safe for concurrent use; the files are
+// read-only.
 package web
 
 import (
 	"bytes"
 	"embed"
+	"html"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -30,10 +34,28 @@ func Files() fs.FS { return files }
 // and a restart may serve new ones, so caches revalidate against it.
 var modTime = time.Now()
 
-// Handler returns the demo page's handler: index.html at "/", app.js and
+// Config configures the page.
+type Config struct {
+	// Lobby is the channel of the page's lobby: the raw dialect's default
+	// channel (server.Config.RawChannel), so that raw pages on ws://host/
+	// and the demo meet. Default "chat_messages".
+	Lobby string
+}
+
+// DefaultLobby is the lobby's channel when Config.Lobby is empty.
+const DefaultLobby = "chat_messages"
+
+// Handler returns the demo page's handler with the default Config.
+func Handler() http.Handler { return New(Config{}) }
+
+// New returns the demo page's handler: index.html at "/", app.js and
 // style.css by name, the JS client at "/switchboard.js", and 404 for every
-// other path. It answers GET and HEAD only (405 otherwise).
-func Handler() http.Handler {
+// other path. It answers GET and HEAD only (405 otherwise). The page learns
+// cfg.Lobby from a meta tag of index.html.
+func New(cfg Config) http.Handler {
+	if cfg.Lobby == "" {
+		cfg.Lobby = DefaultLobby
+	}
 	mux := http.NewServeMux()
 	serve := func(name, contentType string, body []byte) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +82,9 @@ func Handler() http.Handler {
 		}
 		return b
 	}
-	mux.Handle("/{$}", serve("index.html", "text/html; charset=utf-8", mustRead("index.html")))
+	page := bytes.Replace(mustRead("index.html"), []byte(`content="`+DefaultLobby+`"`),
+		[]byte(`content="`+html.EscapeString(cfg.Lobby)+`"`), 1)
+	mux.Handle("/{$}", serve("index.html", "text/html; charset=utf-8", page))
 	mux.Handle("/index.html", http.RedirectHandler("/", http.StatusMovedPermanently))
 	mux.Handle("/app.js", serve("app.js", "text/javascript; charset=utf-8", mustRead("app.js")))
 	mux.Handle("/style.css", serve("style.css", "text/css; charset=utf-8", mustRead("style.css")))

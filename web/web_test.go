@@ -104,3 +104,21 @@ func TestHandlerHead(t *testing.T) {
 		t.Fatalf("HEAD /app.js: status %d, %d body bytes; want 200 and none", rec.Code, rec.Body.Len())
 	}
 }
+
+// The page's lobby is the server's raw channel, written in its meta tag.
+func TestLobbyIsTheRawChannel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  web.Config
+		want string
+	}{
+		{web.Config{}, `<meta name="switchboard-lobby" content="chat_messages">`},
+		{web.Config{Lobby: "news:front"}, `<meta name="switchboard-lobby" content="news:front">`},
+	} {
+		rec := httptest.NewRecorder()
+		web.New(tc.cfg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		if !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%+v: page lacks %s", tc.cfg, tc.want)
+		}
+	}
+}

@@ -343,8 +343,17 @@ func testHistoryOffsets(t *testing.T, s *suite) {
 	n := s.node(t)
 	ch := channel(t, "h")
 	opts := broker.PublishOptions{HistorySize: 100}
+	before := time.Now().UnixMilli()
 	epoch := publishN(t, n, ch, 1, 20, opts)
+	after := time.Now().UnixMilli()
 	res := history(t, n, ch, broker.HistoryRequest{Limit: 100}, opts)
+	for _, m := range res.Messages {
+		// History keeps each message's publish time.
+		if m.Time < before || m.Time > after {
+			t.Errorf("offset %d: Time %d, want the publish time, in [%d, %d]", m.Pos.Offset, m.Time, before, after)
+			break
+		}
+	}
 	if res.Pos != (broker.Position{Epoch: epoch, Offset: 20}) || res.Recovered {
 		t.Errorf("position %+v recovered %v, want %s/20 not recovered", res.Pos, res.Recovered, epoch)
 	}

@@ -210,8 +210,8 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte, opts bro
 		return broker.Position{}, nil
 	}
 	defer b.release(ch)
-	m := broker.Message{Channel: name, Data: data, Binary: opts.Binary, Skip: opts.Skip}
 	now := time.Now()
+	m := broker.Message{Channel: name, Data: data, Binary: opts.Binary, Skip: opts.Skip, Time: now.UnixMilli()}
 	if key := opts.IdempotencyKey; key != "" {
 		if e, ok := ch.idem[key]; ok && now.Before(e.expires) {
 			return e.pos, nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,14 +171,14 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		if client != nil {
 			client.Close()
 		}
-		return fmt.Errorf("redis: connect to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+		return b.connectError("connect to", err)
 	}
 	b.client, b.handler = client, h
 	b.state, _ = h.(broker.StateHandler)
 	var s subscriptions = newSubscriber(b)
 	if err := s.connect(); err != nil {
 		client.Close()
-		return fmt.Errorf("redis: open the pub/sub connection to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+		return b.connectError("open the pub/sub connection to", err)
 	}
 	b.started = true
 	b.ready = true
@@ -186,6 +187,23 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	go s.run()
 	go b.health()
 	return nil
+}
+
+// ErrTLSHandshake is wrapped by the error of a Start whose TLS handshake
+// (rediss://) failed or timed out: most often the port speaks plain Redis.
+var ErrTLSHandshake = errors.New("TLS handshake failed (rediss:// needs a Redis that speaks TLS on this port; use redis:// for a plain one)")
+
+// connectError is the error of a Start that could not connect: it wraps
+// broker.ErrUnavailable and err, and ErrTLSHandshake when the connection
+// was over TLS and failed with a TLS error or a timeout (a plain Redis
+// waits, silently, for the rest of the TLS hello).
+func (b *Broker) connectError(what string, err error) error {
+	var netErr net.Error
+	timeout := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout())
+	if b.opt.TLSConfig != nil && (timeout || strings.Contains(err.Error(), "tls: ")) {
+		return fmt.Errorf("redis: %s %s: %w: %w: %w", what, b.addr, ErrTLSHandshake, broker.ErrUnavailable, err)
+	}
+	return fmt.Errorf("redis: %s %s: %w: %w", what, b.addr, broker.ErrUnavailable, err)
 }
 
 // Ready returns nil while the broker can publish and deliver, and otherwise
@@ -313,7 +331,8 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		binary = "1"
 	}
 	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip})
+		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip,
+			strconv.FormatInt(time.Now().UnixMilli(), 10)})
 	arr, err := res.ToArray()
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)
@@ -444,6 +463,11 @@ func entry(channel, epoch string, e rueidis.RedisMessage) (broker.Message, error
 			hasData = true
 		case "b":
 			m.Binary = true
+		case "t":
+			// The publish time; entries written before it was kept have none.
+			if t, err := fields[i+1].AsInt64(); err == nil {
+				m.Time = t
+			}
 		}
 	}
 	if !hasData {

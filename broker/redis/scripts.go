@@ -16,7 +16,9 @@ var publishOnceScript = rueidis.NewLuaScript(publishOnceLua)
 // channel, data, history size, TTL in milliseconds, a fresh epoch (used only
 // when a new one starts), the idempotency key's TTL in milliseconds, and
 // "1" for binary data ("0" otherwise), and the client to leave out ("" for
-// none; it prefixes the payload, never the stream). When the idempotency
+// none; it prefixes the payload, never the stream), and the publish time in
+// milliseconds since the epoch (kept as the stream field "t", which readers
+// of entries without it do without). When the idempotency
 // key exists, the
 // message was published already: the script returns that publish's
 // position and does nothing else.
@@ -42,9 +44,9 @@ local off = redis.call('HINCRBY', KEYS[2], 'o', 1)
 local mark = '\1'
 if ARGV[7] == '1' then
   mark = '\2'
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2], 'b', '1')
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2], 't', ARGV[9], 'b', '1')
 else
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2])
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], string.format('%d-0', off), 'd', ARGV[2], 't', ARGV[9])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])

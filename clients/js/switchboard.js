@@ -1181,6 +1181,7 @@
     }
     // Binary data a raw client published arrives as a base64 string.
     if (msg.encoding) meta.encoding = msg.encoding;
+    if (typeof msg.ts === 'number') meta.ts = msg.ts;
     sub._emit('message', msg.data, meta);
   };
 

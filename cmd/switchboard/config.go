@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,6 +93,51 @@ func fileError(file string, n *yaml.Node, key, msg string) error {
 	return fmt.Errorf("%s:%d: %s", file, n.Line, msg)
 }
 
+// yamlLineRE reads the line that starts yaml's syntax errors (after
+// "yaml: ").
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// yamlProblem splits a yaml error into its line ("" when it names none)
+// and its problem.
+func yamlProblem(err error) (line, problem string) {
+	problem = strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRE.FindStringSubmatch(problem); m != nil {
+		return m[1], problem[len(m[0]):]
+	}
+	return "", problem
+}
+
+// syntaxError reports a YAML syntax error as file:line: problem. yaml
+// names the line where the construct around the problem began (a mapping
+// that starts on line 1 when the bad line is 2), so the line is found
+// again: the first line at which a prefix of the file fails with the same
+// problem. Files of up to 2000 lines are searched; beyond, or when no
+// prefix fails that way, yaml's own line is given.
+func syntaxError(path string, b []byte, err error) error {
+	line, problem := yamlProblem(err)
+	lines := strings.SplitAfter(string(b), "\n")
+	if len(lines) <= 2000 {
+		for k := 1; k < len(lines); k++ {
+			var n yaml.Node
+			perr := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
+			if perr == nil {
+				continue
+			}
+			if _, p := yamlProblem(perr); p == problem {
+				line = strconv.Itoa(k)
+				break
+			}
+		}
+	}
+	if line == "" {
+		return fmt.Errorf("%s: %s", path, problem)
+	}
+	if n, _ := strconv.Atoi(line); n > 0 && n <= len(lines) && strings.Contains(lines[n-1], "\t") {
+		problem += " (YAML is indented with spaces, not tabs)"
+	}
+	return fmt.Errorf("%s:%s: %s", path, line, problem)
+}
+
 // loadFile applies the configuration file: the default namespace's
 // options from namespaces.default, then every other namespace, then the
 // top-level options, each through its option's own parser. The
@@ -106,7 +152,7 @@ func loadFile(path string, s *settings, opts []*option) error {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%s: the file is empty; give it options or leave --config out", path)
 		}
-		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return syntaxError(path, b, err)
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
@@ -238,12 +284,36 @@ func loadPusher(path string, n *yaml.Node, s *settings) error {
 			}
 			var a pusher.App
 			if err := app.Decode(&a); err != nil {
-				return fileError(path, app, where, strings.TrimPrefix(err.Error(), "yaml: "))
+				return pusherValueError(path, where, app)
 			}
 			s.pusherApps = append(s.pusherApps, a)
 		}
 	}
 	return nil
+}
+
+// pusherValueError finds the key of app whose value does not decode and
+// says what it wants, in words rather than Go types.
+func pusherValueError(path, where string, app *yaml.Node) error {
+	for k := 0; k+1 < len(app.Content); k += 2 {
+		key, val := app.Content[k], app.Content[k+1]
+		one := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{key, val}}
+		var a pusher.App
+		if one.Decode(&a) == nil {
+			continue
+		}
+		want := map[string]string{
+			"client_events":   "true or false",
+			"max_connections": "a whole number, like 1000",
+			"allowed_origins": `a list of origins, like ["https://example.com"]`,
+			"webhooks":        "a list of {url: ..., events: [...]}",
+		}[key.Value]
+		if want == "" {
+			want = "text"
+		}
+		return fileError(path, val, where+"."+key.Value, fmt.Sprintf("%q: want %s", val.Value, want))
+	}
+	return fileError(path, app, where, "want keys: "+strings.Join(pusherAppKeys, ", "))
 }
 
 // onlyKeys checks that n is a mapping whose keys are among known.

@@ -253,6 +253,24 @@ func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, hopts)), nil
 }
 
+// portOf returns the port of a listener's address.
+func portOf(a net.Addr) string {
+	_, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "8080"
+	}
+	return port
+}
+
+// pageHost returns the host:port a browser on this machine opens to reach
+// a listener: localhost for a wildcard address.
+func pageHost(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok && t.IP.IsUnspecified() {
+		return "localhost:" + portOf(a)
+	}
+	return a.String()
+}
+
 // run runs the server until ctx is done, then shuts it down. It returns the
 // process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -280,7 +298,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	s.srv.Hub.Broker = b
 	s.srv.Logger = log
-	s.srv.Page = web.Handler()
+	s.srv.Page = web.New(web.Config{Lobby: s.srv.RawChannel})
 	srv, err := server.New(s.srv)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
@@ -296,8 +314,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	allInterfaces := false
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		allInterfaces = true
+	}
 	if s.srv.APIKey == "" {
-		log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
+		if allInterfaces {
+			log.Warn("no --api-key while listening on all interfaces: anyone who can reach this machine can publish through /api/*; set --api-key, or --addr 127.0.0.1:" + portOf(ln.Addr()) + " to stay local")
+		} else {
+			log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
+		}
 	}
 	if s.devTokenSecret != "" {
 		log.Warn("--dev-token-secret: GET /dev/token gives anyone a token for every channel; never use it in production")
@@ -308,8 +334,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(s.srv.AllowedOrigins) == 0 {
 		log.Warn("no --allowed-origins: pages on loopback origins and pages opened from files (Origin: null) may connect and use the API")
 	}
-	log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.redisURL))
-	fmt.Fprintf(stdout, "switchboard listening on %s\n", ln.Addr())
+	// One line says where the server is: on stdout for people and scripts,
+	// and as a log record too only for collectors (JSON logs).
+	if s.logFormat == "json" {
+		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.redisURL))
+	}
+	// The address comes first and alone: scripts read it (e2e/harness_test.go).
+	where := ""
+	if allInterfaces {
+		where = "all interfaces; "
+	}
+	fmt.Fprintf(stdout, "switchboard listening on %s (%snode %s, %s broker): open http://%s/\n",
+		ln.Addr(), where, srv.Hub().NodeID(), brokers.Name(s.redisURL), pageHost(ln.Addr()))
 
 	if s.debugAddr != "" {
 		stopDebug, err := serveDebug(s.debugAddr, log)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/redistest"
 	"github.com/switchboard-rt/switchboard/internal/wait"
 )
 
@@ -106,6 +108,9 @@ func TestHelpAndReadmeListEveryOption(t *testing.T) {
 		if !strings.Contains(help, want+"\n") {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+	if regexp.MustCompile(`\(default [^)]*\) \(default`).MatchString(help) {
+		t.Errorf("--help shows two defaults for one option:\n%s", help)
 	}
 	if strings.Contains(help, `(default "")`) {
 		t.Errorf("--help shows an empty default:\n%s", help)
@@ -224,7 +229,15 @@ func TestNamespacesFromFile(t *testing.T) {
 			"unknown.yaml:2: max_subscription: no such option (did you mean max_subscriptions?)"},
 		{"bad value", []string{"--config", write("value.yaml", "namespaces:\n  chat:\n    history_ttl: soon\n")}, hub.NamespaceOptions{}, nil,
 			`value.yaml:3: namespaces.chat.history_ttl: "soon": want a duration`},
-		{"syntax error line", []string{"--config", write("syntax.yaml", "addr: :1\nnamespaces: {chat: [\n")}, hub.NamespaceOptions{}, nil, "syntax.yaml: line 2"},
+		{"syntax error line", []string{"--config", write("syntax.yaml", "addr: :1\nnamespaces: {chat: [\n")}, hub.NamespaceOptions{}, nil, "syntax.yaml:2: "},
+		// yaml names the line where the mapping began; the message names the bad one.
+		{"syntax error in a block", []string{"--config", write("block.yaml", "addr: \":1\"\n- x\n")}, hub.NamespaceOptions{}, nil, "block.yaml:2: did not find expected key"},
+		{"syntax error indented", []string{"--config", write("indent.yaml", "addr: \":1\"\n  history_size: 5\n")}, hub.NamespaceOptions{}, nil, "indent.yaml:2: did not find expected key"},
+		{"unclosed flow mapping", []string{"--config", write("flow.yaml", "addr: \":1\"\nnamespaces:\n  chat: {history_size: 5\n")}, hub.NamespaceOptions{}, nil, "flow.yaml:3: did not find expected ',' or '}'"},
+		{"tab", []string{"--config", write("tab.yaml", "addr: \":1\"\n\tmax_subscriptions: 2\n")}, hub.NamespaceOptions{}, nil, "tab.yaml:2: found character that cannot start any token (YAML is indented with spaces, not tabs)"},
+		{"pusher app value", []string{"--config", write("papp.yaml", "pusher:\n  apps:\n    - id: a\n      key: k\n      client_events: maybe\n")}, hub.NamespaceOptions{}, nil,
+			`papp.yaml:5: pusher.apps[0].client_events: "maybe": want true or false`},
+		{"not a mapping", []string{"--config", write("list.yaml", "- addr\n")}, hub.NamespaceOptions{}, nil, "list.yaml:1: want options as key: value lines"},
 		{"bad name", []string{"--config", write("bad.yaml", "namespaces:\n  \"a b\": {history_size: 5}\n")}, hub.NamespaceOptions{}, nil, "not a valid namespace name"},
 		{"missing file", []string{"--config", dir + "/nope.yaml"}, hub.NamespaceOptions{}, nil, "no such file"},
 		{"empty file", []string{"--config", write("empty.yaml", "")}, hub.NamespaceOptions{}, nil, "the file is empty"},
@@ -249,5 +262,77 @@ func TestNamespacesFromFile(t *testing.T) {
 				t.Errorf("got %+v %+v, want %+v %+v", def, ns, tc.wantDef, tc.wantNS)
 			}
 		})
+	}
+}
+
+// A mistake on the command line is one line on stderr that names it (and
+// no usage text pushing it off the screen), and exit code 2.
+func TestRunBadFlagIsOneLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown", []string{"--bogus"}, "switchboard: unknown flag --bogus; see --help"},
+		{"single dash", []string{"-bogus"}, "switchboard: unknown flag --bogus; see --help"},
+		{"near one", []string{"--histroy-size", "3"}, "switchboard: unknown flag --histroy-size (did you mean history-size?); see --help"},
+		{"number", []string{"--history-size", "abc"}, `switchboard: invalid value "abc" for --history-size: want a whole number, like 100`},
+		{"duration", []string{"--ping-interval", "5"}, `switchboard: invalid value "5" for --ping-interval: want a duration with a unit, like 5s, 250ms or 1m30s`},
+		{"log level", []string{"--log-level", "verbose"}, `switchboard: --log-level must be debug, info, warn or error, not "verbose"`},
+		{"log format", []string{"--log-format", "xml"}, `switchboard: --log-format must be text or json, not "xml"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), append([]string{"--addr", "127.0.0.1:0"}, tc.args...), &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if got := stderr.String(); got != tc.want+"\n" {
+				t.Errorf("stderr:\n%s\nwant the one line:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// The server says where it listens once, on stdout, and warns when the
+// open API is on every interface.
+func TestRunSaysOnceWhereItListens(t *testing.T) {
+	for _, tc := range []struct {
+		addr, line, warn string
+	}{
+		{"127.0.0.1:0", "switchboard listening on 127.0.0.1:", "no --api-key: the HTTP API is open"},
+		{":0", " (all interfaces; node ", "no --api-key while listening on all interfaces"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr syncBuffer
+		done := make(chan int)
+		go func() { done <- run(ctx, []string{"--addr", tc.addr}, &stdout, &stderr) }()
+		wait.For(t, 10*time.Second, func() error {
+			if !strings.Contains(stdout.String(), "\n") {
+				return fmt.Errorf("no line on stdout; stderr:\n%s", stderr.String())
+			}
+			return nil
+		})
+		cancel()
+		<-done
+		out := stdout.String()
+		if strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.line) || !strings.Contains(out, "memory broker): open http://") {
+			t.Errorf("--addr %s: stdout %q, want one line with %q", tc.addr, out, tc.line)
+		}
+		if logs := stderr.String(); strings.Contains(logs, "listening\"") || !strings.Contains(logs, tc.warn) {
+			t.Errorf("--addr %s: logs repeat the listening line or lack %q:\n%s", tc.addr, tc.warn, logs)
+		}
+	}
+}
+
+// rediss:// against a plain Redis says that the TLS handshake failed.
+func TestRunRedissAgainstPlainRedis(t *testing.T) {
+	srv := redistest.Start(t, nil)
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--redis", "rediss://" + srv.Addr()}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "TLS handshake failed (rediss:// needs a Redis that speaks TLS on this port; use redis:// for a plain one)") {
+		t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
 	}
 }

@@ -54,7 +54,8 @@ async function openDemo(t, server, { search = '', roomName, nick, allowed = null
   page.on('console', (msg) => {
     if (msg.type() === 'error' && !(allowed && allowed.test(msg.text()))) pageErrors.push(`${page.url()}: console: ${msg.text()}`);
   });
-  await page.addInitScript((n) => window.localStorage.setItem('switchboard.nick', n), nick);
+  // The nickname is the tab's own (sessionStorage).
+  await page.addInitScript((n) => window.sessionStorage.setItem('switchboard.nick', n), nick);
   await page.goto(`${server.httpURL}/${search}#${roomName}`);
   return page;
 }
