@@ -48,6 +48,7 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzFrameSequence -fuzztime=$(FUZZN_FRAMES) ./transport
+	$(GO) test -run=NONE -fuzz=FuzzInflate -fuzztime=$(FUZZN) ./transport
 
 test-js: clients/js/node_modules clients/pusher-compat/node_modules
 	cd clients/js && npm test

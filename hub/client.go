@@ -57,6 +57,9 @@ type Client struct {
 	// 0: never): its token's expiry, or the end of the time it has to
 	// authenticate. deadlineWhy is the close reason, guarded by mu.
 	deadline atomic.Int64
+	// compression is the client's Compression, set by its transport and
+	// read by every fan-out.
+	compression atomic.Uint32
 
 	// Data is the dialect's state of this connection (a raw client's
 	// channel, say). The dialect's handlers own it.
