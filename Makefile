@@ -10,7 +10,7 @@ FUZZN_SLOW  ?= 300x
 FUZZN_FRAMES ?= 20000x
 GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js bench bench-compare check tools
+.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js autobahn bench bench-compare check tools
 
 all: build
 
@@ -48,6 +48,7 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzFrameSequence -fuzztime=$(FUZZN_FRAMES) ./transport
+	$(GO) test -run=NONE -fuzz=FuzzInflate -fuzztime=$(FUZZN) ./transport
 
 test-js: clients/js/node_modules clients/pusher-compat/node_modules
 	cd clients/js && npm test
@@ -65,6 +66,14 @@ clients/js/node_modules: clients/js/package-lock.json
 clients/pusher-compat/node_modules: clients/pusher-compat/package-lock.json
 	cd clients/pusher-compat && npm ci --no-audit --no-fund
 	touch $@
+
+# autobahn judges the WebSocket server with the Autobahn TestSuite, every
+# case, nothing excluded (scripts/autobahn.sh, docs/conformance.md): each
+# must be OK or INFORMATIONAL. WSTEST names wstest (default: from PATH);
+# AUTOBAHN_JOBS runs that many wstest processes side by side.
+WSTEST ?=
+autobahn:
+	WSTEST="$(WSTEST)" GO="$(GO)" scripts/autobahn.sh
 
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem ./...

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	bin "encoding/binary"
 	"errors"
@@ -50,6 +52,27 @@ func rawFrame(op byte, payload []byte) []byte {
 		b = append(b, c^mask[i%4])
 	}
 	return b
+}
+
+// deflateBomb is a compressed text frame (RSV1 set) whose payload
+// inflates to size zero bytes while it is itself under 4 KB for 3 MiB: a
+// server that inflates without a bound holds size bytes for it.
+func deflateBomb(t *testing.T, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := flate.NewWriter(&buf, flate.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// RFC 7692: the sync flush's empty block (00 00 ff ff) is left off.
+	p := bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
+	return rawFrame(0x40|0x1, p)
 }
 
 // upgrade opens a TCP connection and sends a handshake for path with the
@@ -139,7 +162,7 @@ func TestHostileInput(t *testing.T) {
 		t.Skip("a long attack")
 	}
 	n, hang := hostileCount("HOSTILE_N", 300), hostileCount("HOSTILE_CONNS", 200)
-	in := startInstance(t, "--jwt-hmac-secret", secret, "--max-message-bytes", "4096", "--auth-timeout", "2s",
+	in := startInstance(t, "--jwt-hmac-secret", secret, "--max-message-bytes", "4096", "--auth-timeout", "2s", "--compression",
 		"--http-header-timeout", "2s", "--allowed-origins", "https://app.example.com", "--subscribe", "authenticated",
 		"--debug-addr", "127.0.0.1:0", "--log-level", "info")
 	debug := debugAddr(t, in)
@@ -174,10 +197,14 @@ func TestHostileInput(t *testing.T) {
 		return "close " + strconv.Itoa(closeCodeFrom(br))
 	}
 	auth := "Authorization: Bearer " + good + "\r\n"
+	bomb := deflateBomb(t, 3<<20)
 	var attacks []*sync.WaitGroup
 	attacks = append(attacks,
 		attack("oversized frame", n, 4, func() string {
 			return closeAfter("/ws", auth, rawFrame(0x1, make([]byte, 5000)))
+		}),
+		attack("deflate bomb", n, 4, func() string {
+			return closeAfter("/ws", auth+"Sec-WebSocket-Extensions: permessage-deflate\r\n", bomb)
 		}),
 		attack("invalid UTF-8", n, 4, func() string {
 			return closeAfter("/raw/room", auth, rawFrame(0x1, []byte{'a', 0xff, 0xfe}))
@@ -320,6 +347,7 @@ func TestHostileInput(t *testing.T) {
 
 	want := map[string]string{
 		"oversized frame":     "close 1009",
+		"deflate bomb":        "close 1009",
 		"invalid UTF-8":       "close 1007",
 		"bad token":           "close 4001",
 		"disallowed origin":   "HTTP 403",

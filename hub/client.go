@@ -62,6 +62,10 @@ type Client struct {
 	// dueIndex is the client's index in the pool's heap of delayed
 	// clients, -1 outside; guarded by the pool's mu.
 	dueIndex int32
+	// compression is the client's Compression, set by its transport and
+	// read by every fan-out. (It shares dueIndex's word: the client stays
+	// in the 256-byte size class.)
+	compression atomic.Uint32
 	// ident is who the client is: nil while anonymous. The reader replaces
 	// it (auth, refresh); any goroutine may load it. An Identity, once
 	// stored, is never changed.

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/wsframe"
 )
 
 // Dialect is how one kind of client speaks: how the hub's messages and
@@ -89,20 +90,31 @@ func (ds *dialects) index(d Dialect) (i uint8, ok bool) {
 	return uint8(len(ds.list) - 1), true
 }
 
-// frameCache holds one message's frame for each dialect, encoded on first
-// need: a fan-out encodes a message once per dialect, whatever the number
-// of subscribers.
+// frameCache holds one message's frame for each dialect and compression,
+// made on first need: a fan-out encodes a message once per dialect, and
+// compresses that frame once per compression its subscribers negotiated,
+// whatever the number of subscribers.
 type frameCache struct {
-	frames [maxDialects][]byte
-	done   uint8 // bit i: frames[i] is encoded (it may be nil)
+	frames [numCompressions][maxDialects][]byte
+	done   [numCompressions]uint8 // bit i: frames[·][i] is made (it may be nil)
 }
 
-// frame returns c's dialect's frame of m.
+// frame returns c's frame of m: its dialect's, compressed as c negotiated.
 func (fc *frameCache) frame(c *Client, m *broker.Message) []byte {
 	bit := uint8(1) << c.di
-	if fc.done&bit == 0 {
-		fc.frames[c.di] = c.dialect.MessageFrame(*m)
-		fc.done |= bit
+	if fc.done[Uncompressed]&bit == 0 {
+		fc.frames[Uncompressed][c.di] = c.dialect.MessageFrame(*m)
+		fc.done[Uncompressed] |= bit
 	}
-	return fc.frames[c.di]
+	plain := fc.frames[Uncompressed][c.di]
+	comp := c.Compression()
+	if comp == Uncompressed || plain == nil {
+		return plain
+	}
+	if fc.done[comp]&bit == 0 {
+		fc.frames[comp][c.di] = wsframe.Deflate(plain, comp.level())
+		fc.done[comp] |= bit
+		c.hub.stats.messagesDeflated.Add(1)
+	}
+	return fc.frames[comp][c.di]
 }

@@ -10,7 +10,8 @@
 // The dialect acts with the client's verbs (Subscribe, Publish...), each
 // checked by the Config.Authorizer. A publish goes to the Broker; the broker
 // hands every message of a subscribed channel back to Hub.HandleMessage,
-// which encodes the WebSocket frame once per dialect and appends the same
+// which encodes the WebSocket frame once per dialect (and compresses it
+// once per Compression its subscribers negotiated) and appends the same
 // immutable bytes to each subscriber's send queue. A writer takes everything queued for a
 // connection and hands it to the Transport in one call (one writev); an idle
 // connection has no writer goroutine of its own.

@@ -13,6 +13,7 @@ type Stats struct {
 	PublishForbidden  uint64 // client publishes the Authorizer refused
 	MessagesReceived  uint64 // messages from the broker with local subscribers
 	MessagesDelivered uint64 // message frames queued to clients
+	MessagesDeflated  uint64 // messages handed to the deflater for permessage-deflate clients (once per message, dialect and compression)
 	SlowConsumers     uint64 // clients closed with 4008
 	FramesWritten     uint64 // frames handed to transports
 	Writes            uint64 // transport writes (each may carry many frames)
@@ -35,6 +36,7 @@ type counters struct {
 	publishForbidden  atomic.Uint64
 	messagesReceived  atomic.Uint64
 	messagesDelivered atomic.Uint64
+	messagesDeflated  atomic.Uint64
 	slowConsumers     atomic.Uint64
 	framesWritten     atomic.Uint64
 	writes            atomic.Uint64
@@ -59,6 +61,7 @@ func (h *Hub) Stats() Stats {
 		PublishForbidden:  c.publishForbidden.Load(),
 		MessagesReceived:  c.messagesReceived.Load(),
 		MessagesDelivered: c.messagesDelivered.Load(),
+		MessagesDeflated:  c.messagesDeflated.Load(),
 		SlowConsumers:     c.slowConsumers.Load(),
 		FramesWritten:     c.framesWritten.Load(),
 		Writes:            c.writes.Load(),
@@ -94,6 +97,7 @@ var metricTable = []struct {
 	{"switchboard_publish_forbidden_total", "counter", "Client publishes refused by the channel's rules (answered forbidden, or dropped on raw connections).", func(s *Stats) float64 { return float64(s.PublishForbidden) }},
 	{"switchboard_messages_received_total", "counter", "Messages from the broker for channels with local subscribers.", func(s *Stats) float64 { return float64(s.MessagesReceived) }},
 	{"switchboard_messages_delivered_total", "counter", "Message frames queued to clients (one per subscriber per message).", func(s *Stats) float64 { return float64(s.MessagesDelivered) }},
+	{"switchboard_messages_deflated_total", "counter", "Messages compressed for permessage-deflate clients (or found too short, or not worth it): once per message, dialect and compression, whatever the number of subscribers.", func(s *Stats) float64 { return float64(s.MessagesDeflated) }},
 	{"switchboard_slow_consumers_total", "counter", "Clients closed with 4008 because their send queue overflowed.", func(s *Stats) float64 { return float64(s.SlowConsumers) }},
 	{"switchboard_frames_written_total", "counter", "Frames written to sockets.", func(s *Stats) float64 { return float64(s.FramesWritten) }},
 	{"switchboard_writes_total", "counter", "Socket writes; each carries one or more frames.", func(s *Stats) float64 { return float64(s.Writes) }},

@@ -50,10 +50,13 @@ type Config struct {
 	// RawChannel is the channel of raw connections on "/". Default
 	// raw.DefaultChannel ("chat_messages", the seed's).
 	RawChannel string
-	// MaxMessageBytes is the largest message a client may send, and the
-	// largest data the HTTP API publishes. Default
-	// transport.DefaultMaxMessageBytes.
+	// MaxMessageBytes is the largest message a client may send (a
+	// compressed one's inflated size), and the largest data the HTTP API
+	// publishes. Default transport.DefaultMaxMessageBytes.
 	MaxMessageBytes int
+	// Compression accepts permessage-deflate from WebSocket clients that
+	// offer it (see transport.Config). Off by default.
+	Compression bool
 	// WriteTimeout bounds one blocking write to a connection. Default
 	// transport.DefaultWriteTimeout.
 	WriteTimeout time.Duration
@@ -203,6 +206,7 @@ func New(cfg Config) (*Server, error) {
 	s.ws = transport.New(transport.Config{
 		Hub:                 h,
 		MaxMessageBytes:     cfg.MaxMessageBytes,
+		Compression:         cfg.Compression,
 		WriteTimeout:        cfg.WriteTimeout,
 		Origins:             s.origins,
 		Logger:              cfg.Logger,

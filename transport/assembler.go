@@ -30,15 +30,24 @@ var (
 // much of it the caller must skip before the next header, so that it can go
 // on reading frames (looking for the client's close) after it answered.
 //
+// When the connection negotiated permessage-deflate (deflate), RSV1 on a
+// message's first frame says the message is compressed: its frames'
+// payloads are joined as they are (never more than the limit allows a
+// compressed message, a little more than max), then inflated at once,
+// with the inflated size bounded by max as it grows (inflate). RSV1
+// anywhere else, and RSV2 and RSV3 always, break the protocol.
+//
 // An assembler is owned by the session's reader; it is not safe for
 // concurrent use.
 type assembler struct {
-	max int64 // the largest message, all fragments together
+	max     int64 // the largest message, all fragments together
+	deflate bool  // permessage-deflate was negotiated
 
-	hdr   [ws.MaxHeaderSize - 2]byte
-	msg   []byte    // the message being assembled
-	op    ws.OpCode // its opcode; 0 while no message is in progress
-	valid int       // how many bytes of a text msg are known to be valid UTF-8
+	hdr        [ws.MaxHeaderSize - 2]byte
+	msg        []byte    // the message being assembled
+	op         ws.OpCode // its opcode; 0 while no message is in progress
+	compressed bool      // the message in progress is compressed (RSV1 on its first frame)
+	valid      int       // how many bytes of a text msg are known to be valid UTF-8
 	// unread is what is left of the payload of a refused frame, which the
 	// caller must skip before the next header.
 	unread int64
@@ -60,7 +69,9 @@ func (a *assembler) next(r io.Reader) (op ws.OpCode, payload []byte, err error) 
 	if err != nil {
 		return 0, nil, err
 	}
-	if !h.Masked || h.Rsv != 0 {
+	// RSV1 may only mark a compressed message's first frame.
+	firstCompressed := a.deflate && h.Rsv == rsv1 && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary)
+	if !h.Masked || h.Rsv != 0 && !firstCompressed {
 		return 0, nil, a.refuse(h, errProtocol)
 	}
 	if h.OpCode.IsControl() {
@@ -78,13 +89,13 @@ func (a *assembler) next(r io.Reader) (op ws.OpCode, payload []byte, err error) 
 	default: // reserved data opcodes 0x3-0x7
 		return 0, nil, a.refuse(h, errProtocol)
 	}
+	if a.op == 0 {
+		a.op, a.compressed = h.OpCode, firstCompressed
+	}
 	// h.Length is at most 2^63-1 (the header reader refuses the most
 	// significant bit); compare without adding, which could overflow.
-	if h.Length > a.max-int64(len(a.msg)) {
+	if h.Length > a.limit()-int64(len(a.msg)) {
 		return 0, nil, a.refuse(h, errTooLarge)
-	}
-	if a.op == 0 {
-		a.op = h.OpCode
 	}
 	if err := a.readPayload(r, h); err != nil {
 		return 0, nil, err
@@ -92,13 +103,35 @@ func (a *assembler) next(r io.Reader) (op ws.OpCode, payload []byte, err error) 
 	if !h.Fin {
 		return 0, nil, nil
 	}
-	op, payload = a.op, a.msg
+	op, payload, compressed := a.op, a.msg, a.compressed
 	a.reset()
+	if compressed {
+		if payload, err = inflate(payload, a.max); err != nil {
+			return 0, nil, err
+		}
+		if op == ws.OpText && !utf8.Valid(payload) {
+			return 0, nil, errInvalidUTF
+		}
+	}
 	return op, payload, nil
 }
 
+// rsv1 is the header's Rsv with only RSV1 set.
+var rsv1 = ws.Rsv(true, false, false)
+
+// limit is the most bytes the message in progress may take, all fragments
+// together: max, or for a compressed message a little more, as data that
+// does not compress grows a little when deflated (5 bytes per 64 KiB
+// block, and a few bytes more).
+func (a *assembler) limit() int64 {
+	if a.compressed {
+		return a.max + a.max>>10 + 64
+	}
+	return a.max
+}
+
 // reset forgets the message in progress.
-func (a *assembler) reset() { a.msg, a.op, a.valid = nil, 0, 0 }
+func (a *assembler) reset() { a.msg, a.op, a.valid, a.compressed = nil, 0, 0, false }
 
 // refuse forgets the message in progress and notes that the payload of h,
 // a frame refused for its header, is still to be skipped. It returns err.
@@ -123,7 +156,7 @@ func (a *assembler) readPayload(r io.Reader, h ws.Header) error {
 			ws.Cipher(a.msg[len(a.msg):len(a.msg)+m], h.Mask, read)
 			a.msg = a.msg[:len(a.msg)+m]
 			read += m
-			if a.op == ws.OpText && read < n {
+			if a.op == ws.OpText && !a.compressed && read < n {
 				if err := a.checkText(false); err != nil {
 					a.unread = int64(n - read)
 					return err
@@ -137,7 +170,7 @@ func (a *assembler) readPayload(r io.Reader, h ws.Header) error {
 			return err
 		}
 	}
-	if a.op == ws.OpText {
+	if a.op == ws.OpText && !a.compressed {
 		return a.checkText(h.Fin)
 	}
 	return nil
@@ -163,7 +196,7 @@ func (a *assembler) checkText(final bool) error {
 // fragment. The caller only grows a message that is within its limit.
 func (a *assembler) grow() {
 	const growMin = 512
-	more := min(int64(max(len(a.msg), growMin)), a.max-int64(len(a.msg)))
+	more := min(int64(max(len(a.msg), growMin)), a.limit()-int64(len(a.msg)))
 	grown := make([]byte, len(a.msg), len(a.msg)+int(max(more, 1)))
 	copy(grown, a.msg)
 	a.msg = grown

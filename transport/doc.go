@@ -20,4 +20,11 @@
 // error, or the transport's Close for a parked one) calls the client's
 // Finish, exactly once; the hub waits for every client at Shutdown. A Server
 // is safe for concurrent use.
+//
+// With Config.Compression the upgrade accepts permessage-deflate (RFC 7692)
+// without context takeover (deflate.go): the assembler inflates a
+// compressed message with a pooled reader, bounded by the message limit as
+// it inflates, and the hub compresses each message once for all the
+// clients that negotiated it. No flate state outlives a message, so an idle
+// connection costs the same with compression.
 package transport

@@ -1,6 +1,8 @@
 package transport_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -67,11 +69,12 @@ var (
 // that inputs reach it.
 const fuzzMaxMessage = 256
 
-// feedReadLoop sends input to a fresh connection of the given dialect, as
-// a hostile client would after the handshake, and waits for the server to
-// finish the connection once the client hangs up. Nothing may panic (also
-// not a panic the session recovers) and nothing may hang.
-func feedReadLoop(t *testing.T, h *hub.Hub, s *transport.Server, input []byte, isNative bool) {
+// feedReadLoop sends input to a fresh connection of the given dialect
+// (that negotiated permessage-deflate when deflate is set), as a hostile
+// client would after the handshake, and waits for the server to finish the
+// connection once the client hangs up. Nothing may panic (also not a panic
+// the session recovers) and nothing may hang.
+func feedReadLoop(t *testing.T, h *hub.Hub, s *transport.Server, input []byte, isNative, deflate bool) {
 	var d hub.Dialect = rawDialect
 	if isNative {
 		d = nativeDialect
@@ -98,7 +101,11 @@ func feedReadLoop(t *testing.T, h *hub.Hub, s *transport.Server, input []byte, i
 		_, _ = io.Copy(io.Discard, client)
 		client.Close()
 	}()
-	s.ServeConn(c, server)
+	if deflate {
+		s.ServeConnDeflate(c, server)
+	} else {
+		s.ServeConn(c, server)
+	}
 	wait.For(t, 5*time.Second, func() error {
 		if h.Stats().Connections != 0 {
 			return errors.New("the connection was not finished after its client hung up")
@@ -123,23 +130,28 @@ func FuzzReadLoop(f *testing.F) {
 	f.Add(maskedFrame(0x1, true, make([]byte, 300)), false)
 	h, s := fuzzNode(f)
 	f.Fuzz(func(t *testing.T, input []byte, native bool) {
-		feedReadLoop(t, h, s, input, native)
+		feedReadLoop(t, h, s, input, native, false)
 	})
 }
 
 // FuzzFrameSequence reads its input as a program of frames (frameProgram)
 // rather than as bytes, so that the fuzzer explores what matters to the
 // read loop: fragment sequences, opcodes, header encodings and extreme
-// announced lengths, with payloads that may stop short of them.
+// announced lengths, with payloads that may stop short of them, on
+// connections with and without permessage-deflate (compressed payloads,
+// RSV1 where it is allowed and where it is not).
 func FuzzFrameSequence(f *testing.F) {
-	f.Add([]byte{0x11, 0x05, 0x00}, true)                                      // one text frame
-	f.Add([]byte{0x01, 0x03, 0x00, 0x10, 0x04, 0x00}, true)                    // two fragments
-	f.Add([]byte{0x01, 0x01, 0x00, 0x00, 0x02, 0x00, 0x10, 0x01, 0x00}, false) // three
-	f.Add([]byte{0x12, 0x45, 0x00, 0x19, 0x02, 0x00}, false)                   // binary, then ping
-	f.Add([]byte{0x18, 0x02, 0x01}, true)                                      // close
+	f.Add([]byte{0x11, 0x05, 0x00}, true, false)                                      // one text frame
+	f.Add([]byte{0x01, 0x03, 0x00, 0x10, 0x04, 0x00}, true, false)                    // two fragments
+	f.Add([]byte{0x01, 0x01, 0x00, 0x00, 0x02, 0x00, 0x10, 0x01, 0x00}, false, false) // three
+	f.Add([]byte{0x12, 0x45, 0x00, 0x19, 0x02, 0x00}, false, false)                   // binary, then ping
+	f.Add([]byte{0x18, 0x02, 0x01}, true, false)                                      // close
+	f.Add([]byte{0xd1, 0x3f, 0x61}, false, true)                                      // one compressed text frame
+	f.Add([]byte{0xc2, 0x7f, 0x00, 0x90, 0x30, 0x00}, false, true)                    // a compressed binary message in two fragments
+	f.Add([]byte{0xd1, 0xbf, 0x00}, true, true)                                       // a compressed frame that announces 2^63-1 bytes
 	h, s := fuzzNode(f)
-	f.Fuzz(func(t *testing.T, program []byte, native bool) {
-		feedReadLoop(t, h, s, frameProgram(program), native)
+	f.Fuzz(func(t *testing.T, program []byte, native, deflate bool) {
+		feedReadLoop(t, h, s, frameProgram(program), native, deflate)
 	})
 }
 
@@ -151,7 +163,10 @@ var announced = []uint64{1<<63 - 1, 1 << 62, 1<<32 + 1, 1<<31 - 1, 1 << 16, fuzz
 // frameProgram builds client frames from a program of 3-byte steps
 // [a, b, c]:
 //
-//   - a: the opcode (low four bits), FIN (0x10), unmasked (0x20), RSV1 (0x40);
+//   - a: the opcode (low four bits), FIN (0x10), unmasked (0x20), RSV1
+//     (0x40), deflated (0x80: the payload below is compressed as
+//     permessage-deflate sends it, and the length is the compressed
+//     payload's, except in mode 2);
 //   - b: the length mode (top two bits) and a length: 0, the low six bits
 //     in the 7-bit field; 1, the low six bits and c as a 16-bit length; 2,
 //     announced[c%len] in the 64-bit field; 3, the low six bits, in a
@@ -175,6 +190,20 @@ func frameProgram(program []byte) []byte {
 			length = uint64(b&0x3F)<<8 | uint64(c)
 		case 2:
 			length = announced[int(c)%len(announced)]
+		}
+		payload := make([]byte, min(length, 1000))
+		for i := range payload {
+			payload[i] = byte('a' + i%26)
+			if i == 0 {
+				payload[i] = c
+			}
+		}
+		if a&0x80 != 0 {
+			payload = deflated(payload)
+			if mode != 2 {
+				length = uint64(len(payload)) // else announce what mode 2 says
+			}
+			payload = payload[:min(uint64(len(payload)), length)]
 		}
 		b0 := a & 0x0F
 		if a&0x10 != 0 {
@@ -203,12 +232,7 @@ func frameProgram(program []byte) []byte {
 		if masked {
 			out = append(out, mask[:]...)
 		}
-		n := int(min(length, 1000))
-		for i := range n {
-			p := byte('a' + i%26)
-			if i == 0 {
-				p = c
-			}
+		for i, p := range payload {
 			if masked {
 				p ^= mask[i%4]
 			}
@@ -216,4 +240,13 @@ func frameProgram(program []byte) []byte {
 		}
 	}
 	return out
+}
+
+// deflated compresses p as a permessage-deflate client does.
+func deflated(p []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	_, _ = w.Write(p)
+	_ = w.Flush()
+	return bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
 }

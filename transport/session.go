@@ -90,9 +90,19 @@ const linger = time.Second
 
 // serve upgrades the connection, attaches it to c and reads what the client
 // has already sent; the session then parks (or, where it cannot, reads on a
-// goroutine of its own) and the handler returns.
+// goroutine of its own) and the handler returns. With Config.Compression,
+// the upgrade accepts the client's permessage-deflate offer, if it makes
+// one the server can satisfy.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client, ip netip.Addr) {
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	var u ws.HTTPUpgrader
+	comp := hub.Uncompressed
+	if s.cfg.Compression {
+		var ext string
+		if ext, comp = negotiateDeflate(r.Header); ext != "" {
+			u.Header = http.Header{"Sec-WebSocket-Extensions": {ext}}
+		}
+	}
+	conn, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if conn != nil {
 			_ = conn.Close()
@@ -104,17 +114,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *hub.Client, ip
 	// The HTTP server's deadlines for the request are not the
 	// connection's: the session sets its own.
 	_ = conn.SetDeadline(time.Time{})
-	ss := s.newSession(c, conn, rw.Reader)
+	c.SetCompression(comp)
+	ss := s.newSession(c, conn, rw.Reader, comp != hub.Uncompressed)
 	ss.ip, ss.counted = ip, true
 	ss.start()
 }
 
 // newSession makes the session of an upgraded connection and attaches it
 // to c as its transport. br holds what the client sent after the handshake
-// (may be nil).
-func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader) *session {
+// (may be nil); deflate says the connection negotiated permessage-deflate.
+func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader, deflate bool) *session {
 	ss := &session{srv: s, c: c, conn: conn, rd: conn}
 	ss.asm.max = int64(s.cfg.MaxMessageBytes)
+	ss.asm.deflate = deflate
 	ss.t = &wsConn{conn: conn, writeTimeout: s.cfg.WriteTimeout, sess: ss}
 	if br != nil && br.Buffered() > 0 {
 		// Keep just the bytes, not the upgrade's 4 KB reader.

@@ -33,6 +33,13 @@ type testNode struct {
 
 func startNode(t *testing.T, cfg hub.Config) *testNode {
 	t.Helper()
+	return startNodeWith(t, cfg, transport.Config{})
+}
+
+// startNodeWith is startNode with the transport configured as tcfg (its
+// Hub and Logger are set here).
+func startNodeWith(t *testing.T, cfg hub.Config, tcfg transport.Config) *testNode {
+	t.Helper()
 	cfg.Broker = memory.New(memory.Config{})
 	h, err := hub.New(cfg)
 	if err != nil {
@@ -41,7 +48,8 @@ func startNode(t *testing.T, cfg hub.Config) *testNode {
 	if err := h.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := transport.New(transport.Config{Hub: h, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	tcfg.Hub, tcfg.Logger = h, slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := transport.New(tcfg)
 	nat, rw := native.New(), raw.New("", nil)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { s.Serve(w, r, nat) })

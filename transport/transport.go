@@ -23,9 +23,17 @@ type Config struct {
 	// Hub serves the connections. Required.
 	Hub *hub.Hub
 	// MaxMessageBytes is the largest message a client may send, in bytes
-	// (all fragments together); a larger one closes the connection with
-	// 1009. Default DefaultMaxMessageBytes.
+	// (all fragments together; a compressed message's inflated size); a
+	// larger one closes the connection with 1009. Default
+	// DefaultMaxMessageBytes.
 	MaxMessageBytes int
+	// Compression accepts permessage-deflate (RFC 7692) from clients that
+	// offer it, always without context takeover: each message a client
+	// receives is compressed once for all its subscribers, and the
+	// connection keeps no compression state between messages. Off by
+	// default: compression costs CPU per message (and per message a
+	// client sends) for bandwidth.
+	Compression bool
 	// Origins decides which browser origins may connect.
 	Origins OriginPolicy
 	// WriteTimeout bounds one blocking write to a connection (one whose

@@ -1,7 +1,9 @@
 // Package wsframe encodes the WebSocket frames a server sends: final,
 // unmasked frames whose bytes can be shared by every connection they go
 // to. The hub and the dialects build their frames with it; a frame is
-// encoded once and written as it is to each subscriber.
+// encoded once and written as it is to each subscriber. Deflate makes the
+// permessage-deflate variant of such a frame, also once for all the
+// connections that negotiated it.
 //
 // Its functions are safe for concurrent use; a frame, once finished, must
 // not be modified.
