@@ -313,6 +313,24 @@ func TestHostileInput(t *testing.T) {
 	if r, err := sub.request(`{"id":1,"op":"subscribe","channel":"calm"}`, 1, nil); err != nil || r["ok"] != true {
 		t.Fatalf("subscribe: %v %v", r, err)
 	}
+	// The subscriber reads all along, as a live client does (one that
+	// stopped reading for the whole attack would miss the server's pings
+	// and be closed, rightly).
+	got := make(chan float64, 1<<16)
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopReading()
+	go func() {
+		defer close(got)
+		for {
+			m, err := sub.readJSON(readCtx)
+			if err != nil {
+				return
+			}
+			if d, ok := m["data"].(float64); ok {
+				got <- d
+			}
+		}
+	}()
 	pub := native(t, wsURL(in.ws("/ws"), good))
 	published := 0
 	normal.Add(1)
@@ -336,14 +354,18 @@ func TestHostileInput(t *testing.T) {
 	}
 	close(stop)
 	normal.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	timeout := time.After(30 * time.Second)
 	for want := 1; want <= published; want++ {
-		m, err := sub.readJSON(ctx)
-		if err != nil || m["data"] != float64(want) {
-			t.Fatalf("the normal subscriber: %v %v, want message %d", m, err, want)
+		select {
+		case d, ok := <-got:
+			if !ok || d != float64(want) {
+				t.Fatalf("the normal subscriber: got %v (open %v), want message %d", d, ok, want)
+			}
+		case <-timeout:
+			t.Fatalf("the normal subscriber: message %d of %d not received", want, published)
 		}
 	}
+	stopReading()
 
 	want := map[string]string{
 		"oversized frame":     "close 1009",
