@@ -145,7 +145,10 @@ func TestInflateBombAllocatesUpToTheLimit(t *testing.T) {
 	if !errors.Is(err, errTooLarge) {
 		t.Fatalf("err = %v, want %v", err, errTooLarge)
 	}
-	if got := after.TotalAlloc - before.TotalAlloc; got > 2*limit+4096 {
+	// At most twice the limit (the output's growth), and one inflater
+	// (some 40 KB) when the pool has none to give: under the race
+	// detector sync.Pool drops some of what it is given.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*limit+64<<10 {
 		t.Fatalf("a %d-byte bomb of 32 MiB allocated %d bytes with a %d-byte limit", len(bomb), got, limit)
 	}
 }
