@@ -81,7 +81,8 @@ func TestFanoutCompressesOncePerMessage(t *testing.T) {
 	}
 }
 
-// A message too short to gain from compression goes uncompressed, as the
+// A message whose event is under wsframe.MinDeflate (with its ts, some 60
+// bytes) goes uncompressed, as the
 // same frame as for the subscribers without compression.
 func TestShortMessagesGoUncompressed(t *testing.T) {
 	h, _ := newHub(t, hub.Config{})
@@ -89,11 +90,11 @@ func TestShortMessagesGoUncompressed(t *testing.T) {
 	for i, kind := range []hub.Compression{hub.Uncompressed, hub.Deflate} {
 		c, ft := connect(t, h)
 		c.SetCompression(kind)
-		c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"subscribe","channel":"room"}`, i+1))
+		c.HandleText(fmt.Appendf(nil, `{"id":%d,"op":"subscribe","channel":"r"}`, i+1))
 		ft.waitFrames(t, 2)
 		fts = append(fts, ft)
 	}
-	if _, err := h.Publish(context.Background(), "room", []byte(`"hi"`)); err != nil {
+	if _, err := h.Publish(context.Background(), "r", []byte(`1`)); err != nil {
 		t.Fatal(err)
 	}
 	var frames [][]byte
