@@ -82,8 +82,8 @@ func TestFanoutCompressesOncePerMessage(t *testing.T) {
 }
 
 // A message whose event is under wsframe.MinDeflate (with its ts, some 60
-// bytes) goes uncompressed, as the
-// same frame as for the subscribers without compression.
+// bytes) goes uncompressed, as the same frame as for the subscribers
+// without compression.
 func TestShortMessagesGoUncompressed(t *testing.T) {
 	h, _ := newHub(t, hub.Config{})
 	var fts []*fakeTransport
