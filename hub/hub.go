@@ -499,17 +499,21 @@ func (h *Hub) subscribe(ctx context.Context, c *Client, name string, o Subscribe
 	if err := h.subscribeBroker(ctx, sh, name, ch, opts); err != nil {
 		return err
 	}
+	// The presence entries are written before the reply is queued, so that
+	// a client told it is subscribed finds itself in the channel's presence.
+	j := h.record(ctx, c, name, opts)
 	if opts.HistorySize <= 0 || h.hist == nil {
 		sh.mu.Lock()
 		h.joinLocked(ch, c, o.Reply, broker.Position{}, nil)
 		sh.mu.Unlock()
-		h.joined(ctx, c, name, opts)
+		h.announce(ctx, c, name, opts, j)
 		return nil
 	}
 	if err := h.subscribeWithHistory(ctx, sh, name, ch, c, o, opts); err != nil {
+		h.unrecord(ctx, c, name, opts)
 		return err
 	}
-	h.joined(ctx, c, name, opts)
+	h.announce(ctx, c, name, opts, j)
 	return nil
 }
 

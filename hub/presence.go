@@ -60,23 +60,23 @@ func (h *Hub) entry(c *Client, channel string) broker.PresenceEntry {
 	return broker.PresenceEntry{Client: c.id, User: user, Info: info, Node: h.cfg.NodeID}
 }
 
-// joined records c in channel's presence and announces it, as its
-// namespace asks. Errors are logged: the subscription stands, and the
-// presence loop's next refresh repairs the entry.
-func (h *Hub) joined(ctx context.Context, c *Client, name string, opts NamespaceOptions) {
-	e := h.entry(c, name)
+// joining is what recording a subscriber found: whether its user is a new
+// member of the channel and whether the channel was empty cluster-wide.
+type joining struct {
+	member, occupied bool
+}
+
+// record writes c's presence entries in channel, as its namespace asks,
+// before c's subscribe reply is queued. Errors are logged: the subscription
+// stands, and the presence loop's next refresh repairs the entry.
+func (h *Hub) record(ctx context.Context, c *Client, name string, opts NamespaceOptions) joining {
+	var j joining
 	if opts.Presence {
-		joined, err := h.pres.SetPresence(ctx, name, []broker.PresenceEntry{e}, h.cfg.PresenceTTL)
+		joined, err := h.pres.SetPresence(ctx, name, []broker.PresenceEntry{h.entry(c, name)}, h.cfg.PresenceTTL)
 		if err != nil {
 			h.log.Warn("cannot set presence", "channel", name, "err", err)
 		}
-		if opts.Members && len(joined) > 0 {
-			// Not to the member's own client: it learns the members from
-			// its subscribe reply.
-			added := Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info, Skip: c.id}
-			h.publishEvent(ctx, added)
-			h.observe(added)
-		}
+		j.member = len(joined) > 0
 	}
 	if opts.Occupancy {
 		o := broker.PresenceEntry{Client: c.id, User: occupant, Node: h.cfg.NodeID}
@@ -84,11 +84,41 @@ func (h *Hub) joined(ctx context.Context, c *Client, name string, opts Namespace
 		if err != nil {
 			h.log.Warn("cannot count the channel's occupancy", "channel", name, "err", err)
 		}
-		if len(joined) > 0 {
-			h.observe(Event{Op: "occupied", Channel: name})
+		j.occupied = len(joined) > 0
+	}
+	return j
+}
+
+// unrecord removes the entries record wrote for a subscribe that failed.
+func (h *Hub) unrecord(ctx context.Context, c *Client, name string, opts NamespaceOptions) {
+	if opts.Presence {
+		if _, err := h.pres.RemovePresence(ctx, name, c.id); err != nil {
+			h.log.Debug("cannot remove presence", "channel", name, "err", err)
 		}
 	}
+	if opts.Occupancy {
+		if _, err := h.pres.RemovePresence(ctx, name+occupancySuffix, c.id); err != nil {
+			h.log.Debug("cannot count the channel's occupancy", "channel", name, "err", err)
+		}
+	}
+}
+
+// announce publishes what c's joining channel changed, after its subscribe
+// reply is queued: a new member, an occupied channel, a join.
+func (h *Hub) announce(ctx context.Context, c *Client, name string, opts NamespaceOptions, j joining) {
+	if opts.Members && j.member {
+		// Not to the member's own client: it learns the members from its
+		// subscribe reply.
+		e := h.entry(c, name)
+		added := Event{Op: "member_added", Channel: name, User: e.User, Info: e.Info, Skip: c.id}
+		h.publishEvent(ctx, added)
+		h.observe(added)
+	}
+	if j.occupied {
+		h.observe(Event{Op: "occupied", Channel: name})
+	}
 	if opts.JoinLeave {
+		e := h.entry(c, name)
 		h.publishEvent(ctx, Event{Op: "join", Channel: name, Client: c.id, User: e.User, Info: e.Info})
 	}
 }
