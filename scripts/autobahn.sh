@@ -67,7 +67,7 @@ log "building switchboard (no -race)"
 PIDS+=($!)
 addr=
 for _ in $(seq 1 100); do
-	addr=$(sed -n 's/^switchboard listening on //p' "$WORK/server.out")
+	addr=$(sed -n 's/^switchboard listening on \([^ ]*\).*/\1/p' "$WORK/server.out")
 	[ -n "$addr" ] && break
 	kill -0 "${PIDS[0]}" 2>/dev/null || { cat "$WORK/server.log" >&2; echo "autobahn: the server did not start" >&2; exit 2; }
 	sleep 0.1
