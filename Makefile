@@ -14,8 +14,12 @@ GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
 all: build
 
+# The release stamped into the binary (switchboard version, /metrics).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
 build:
 	$(GO) build ./...
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o switchboard ./cmd/switchboard
 
 fmt:
 	gofmt -s -w $(GOFILES)

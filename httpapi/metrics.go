@@ -34,7 +34,21 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	var b []byte
 	for _, m := range h.Metrics() {
-		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s ", m.Name, m.Help, m.Name, m.Kind, m.Name)
+		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s", m.Name, m.Help, m.Name, m.Kind, m.Name)
+		for i, l := range m.Labels {
+			sep := byte(',')
+			if i == 0 {
+				sep = '{'
+			}
+			b = append(b, sep)
+			b = append(b, l[0]...)
+			b = append(b, '=')
+			b = strconv.AppendQuote(b, l[1])
+		}
+		if len(m.Labels) > 0 {
+			b = append(b, '}')
+		}
+		b = append(b, ' ')
 		b = strconv.AppendFloat(b, m.Value, 'f', -1, 64)
 		b = append(b, '\n')
 	}

@@ -76,10 +76,11 @@ func (h *Hub) Stats() Stats {
 
 // Metric is one figure a node exports (at /metrics, as Prometheus text).
 type Metric struct {
-	Name  string // switchboard_...
-	Kind  string // "counter" or "gauge"
-	Help  string // what is counted
-	Value float64
+	Name   string // switchboard_...
+	Kind   string // "counter" or "gauge"
+	Help   string // what is counted
+	Value  float64
+	Labels [][2]string // name and value pairs, in order; usually none
 }
 
 // metricTable is every Stats field as it is exported: one row per figure,

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ type Config struct {
 	AllowedOrigins []string
 	// APIKey protects /api/* when set.
 	APIKey string
+	// Version is the release the server runs, exported as the version
+	// label of switchboard_build_info; empty exports "unknown".
+	Version string
 	// RawChannel is the channel of raw connections on "/". Default
 	// raw.DefaultChannel ("chat_messages", the seed's).
 	RawChannel string
@@ -214,7 +218,7 @@ func New(cfg Config) (*Server, error) {
 		MaxConnectionsPerIP: cfg.MaxConnectionsPerIP,
 		TrustedProxies:      cfg.TrustedProxies,
 	})
-	metrics := []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics}
+	metrics := []func() []hub.Metric{s.ws.Metrics, s.raw.Metrics, s.buildInfo}
 	if apps != nil {
 		s.pusher = pusher.New(pusher.Config{Apps: apps, NodeID: h.NodeID(), Logger: cfg.Logger, Webhooks: hooks})
 		s.webhooks = hooks
@@ -320,4 +324,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		cancel()
 	}
 	return err
+}
+
+// buildInfo is the metric that carries the server's version and Go
+// release, always 1.
+func (s *Server) buildInfo() []hub.Metric {
+	v := s.cfg.Version
+	if v == "" {
+		v = "unknown"
+	}
+	return []hub.Metric{{Name: "switchboard_build_info", Kind: "gauge", Help: "Always 1; its labels are the release the node runs and the Go release that built it.",
+		Value: 1, Labels: [][2]string{{"version", v}, {"go", runtime.Version()}}}}
 }

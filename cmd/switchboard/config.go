@@ -36,6 +36,7 @@ type nsOption struct {
 	key  string
 	help string
 	set  func(o *hub.NamespaceOptions, v string) error
+	get  func(o hub.NamespaceOptions) string // as the file writes it
 }
 
 // nsOptions are the options a namespace may have, in the file.
@@ -47,7 +48,7 @@ var nsOptions = []nsOption{
 		}
 		o.HistorySize = n
 		return nil
-	}},
+	}, func(o hub.NamespaceOptions) string { return strconv.Itoa(o.HistorySize) }},
 	{"history_ttl", "how long a channel's history lives after its last message (like 1h)", func(o *hub.NamespaceOptions, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -55,12 +56,12 @@ var nsOptions = []nsOption{
 		}
 		o.HistoryTTL = d
 		return nil
-	}},
-	{"read_only", "true: clients may not publish, only the HTTP API (the same as publish: api)", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.ReadOnly = b })},
-	{"subscribe", "who may subscribe: public, authenticated or granted", ruleSetter(false, func(o *hub.NamespaceOptions, r hub.Rule) { o.Subscribe = r })},
-	{"publish", "who may publish: public, authenticated, granted or api", ruleSetter(true, func(o *hub.NamespaceOptions, r hub.Rule) { o.Publish = r })},
-	{"presence", "true: keep who is in each channel, across instances", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.Presence = b })},
-	{"join_leave", "true: send join and leave events to subscribers", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.JoinLeave = b })},
+	}, func(o hub.NamespaceOptions) string { return shortDuration(o.HistoryTTL) }},
+	{"read_only", "true: clients may not publish, only the HTTP API (the same as publish: api)", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.ReadOnly = b }), func(o hub.NamespaceOptions) string { return strconv.FormatBool(o.ReadOnly) }},
+	{"subscribe", "who may subscribe: public, authenticated or granted", ruleSetter(false, func(o *hub.NamespaceOptions, r hub.Rule) { o.Subscribe = r }), func(o hub.NamespaceOptions) string { return string(o.Subscribe) }},
+	{"publish", "who may publish: public, authenticated, granted or api", ruleSetter(true, func(o *hub.NamespaceOptions, r hub.Rule) { o.Publish = r }), func(o hub.NamespaceOptions) string { return string(o.Publish) }},
+	{"presence", "true: keep who is in each channel, across instances", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.Presence = b }), func(o hub.NamespaceOptions) string { return strconv.FormatBool(o.Presence) }},
+	{"join_leave", "true: send join and leave events to subscribers", boolSetter(func(o *hub.NamespaceOptions, b bool) { o.JoinLeave = b }), func(o hub.NamespaceOptions) string { return strconv.FormatBool(o.JoinLeave) }},
 }
 
 func boolSetter(set func(*hub.NamespaceOptions, bool)) func(*hub.NamespaceOptions, string) error {

@@ -274,6 +274,9 @@ func pageHost(a net.Addr) string {
 // run runs the server until ctx is done, then shuts it down. It returns the
 // process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if code, ok := command(args, stdout, stderr); ok {
+		return code
+	}
 	s, err := parse(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -298,6 +301,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	s.srv.Hub.Broker = b
 	s.srv.Logger = log
+	s.srv.Version = build().Version
 	s.srv.Page = web.New(web.Config{Lobby: s.srv.RawChannel})
 	srv, err := server.New(s.srv)
 	if err != nil {
@@ -334,6 +338,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(s.srv.AllowedOrigins) == 0 {
 		log.Warn("no --allowed-origins: pages on loopback origins and pages opened from files (Origin: null) may connect and use the API")
 	}
+	// SIGHUP reloads the namespace options; it is heard from before the
+	// line below says the server is up.
+	started := s.values()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// One line says where the server is: on stdout for people and scripts,
 	// and as a log record too only for collectors (JSON logs).
 	if s.logFormat == "json" {
@@ -360,11 +370,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	select {
-	case err := <-serveErr:
-		log.Error("server stopped", "err", err)
-		return 1
-	case <-ctx.Done():
+	for done := false; !done; {
+		select {
+		case err := <-serveErr:
+			log.Error("server stopped", "err", err)
+			return 1
+		case <-hup:
+			reload(args, started, srv, log)
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	log.Info("shutting down", "timeout", s.shutdownTimeout, "connections", srv.Hub().Stats().Connections)
 	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
