@@ -32,6 +32,9 @@ type Config struct {
 	// Metrics are the figures of the node's other parts (its transport,
 	// its dialects), exported at /metrics after the hub's own.
 	Metrics []func() []hub.Metric
+	// Nodes lists the cluster's nodes for GET /api/nodes, each as the
+	// JSON object it announced. Nil: the route answers 404.
+	Nodes func(ctx context.Context) ([]json.RawMessage, error)
 }
 
 // Handler serves the HTTP API.
@@ -57,6 +60,7 @@ func New(cfg Config) *Handler {
 		{"POST", "/api/publish", h.publish},
 		{"POST", "/api/broadcast", h.broadcast},
 		{"GET", "/api/channels", h.channels},
+		{"GET", "/api/nodes", h.nodes},
 		{"GET", "/api/history", h.history},
 		{"GET", "/api/presence", h.presence},
 		{"POST", "/api/disconnect", h.disconnect},
@@ -325,6 +329,22 @@ func (h *Handler) channels(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Channel < list[j].Channel })
 	writeJSON(w, http.StatusOK, map[string]any{"channels": list})
+}
+
+// nodes lists the cluster's nodes, as they announced themselves.
+func (h *Handler) nodes(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Nodes == nil {
+		http.NotFound(w, r)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	list, err := h.cfg.Nodes(ctx)
+	if err != nil {
+		writeError(w, hub.ErrorOf(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": list})
 }
 
 // userRequest is the body of /api/disconnect and /api/unsubscribe.

@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -48,6 +49,10 @@ type Config struct {
 	AllowedOrigins []string
 	// APIKey protects /api/* when set.
 	APIKey string
+	// NodeInterval is how often the node announces itself to the others
+	// (GET /api/nodes); a node that stops is forgotten after three
+	// intervals. Default DefaultNodeInterval.
+	NodeInterval time.Duration
 	// Version is the release the server runs, exported as the version
 	// label of switchboard_build_info; empty exports "unknown".
 	Version string
@@ -148,6 +153,7 @@ type Server struct {
 	web       http.Handler
 	log       *slog.Logger
 	httpS     *http.Server
+	nodes     *announcer
 }
 
 // New returns a Server; call Start before serving.
@@ -165,6 +171,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.Page = http.NotFoundHandler()
 	}
 	cfg.HTTP.setDefaults()
+	if cfg.NodeInterval <= 0 {
+		cfg.NodeInterval = DefaultNodeInterval
+	}
 	if cfg.Verifier != nil {
 		cfg.Hub.Tokens = tokens{cfg.Verifier}
 		cfg.Hub.TokenLeeway = cfg.Verifier.Leeway()
@@ -225,11 +234,13 @@ func New(cfg Config) (*Server, error) {
 		s.pusherAPI = pusher.NewAPI(apps, h)
 		metrics = append(metrics, s.pusher.Metrics)
 	}
+	s.nodes = newAnnouncer(s)
 	s.api = httpapi.New(httpapi.Config{
 		Hub:             h,
 		APIKey:          cfg.APIKey,
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Metrics:         metrics,
+		Nodes:           func(ctx context.Context) ([]json.RawMessage, error) { return s.nodes.nodes(ctx) },
 	})
 	s.httpS = &http.Server{
 		Handler:           s,
@@ -256,11 +267,16 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.hub.Start(ctx)
+	if err := s.hub.Start(ctx); err != nil {
+		return err
+	}
+	s.nodes.start()
+	return nil
 }
 
 // Serve accepts connections on ln until Shutdown; it then returns nil.
 func (s *Server) Serve(ln net.Listener) error {
+	s.nodes.listening(ln.Addr().String())
 	err := s.httpS.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -308,6 +324,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.httpS.Shutdown(ctx) }()
+	s.nodes.close(ctx)
 	err := s.hub.Shutdown(ctx)
 	if werr := s.ws.Shutdown(ctx); werr != nil && err == nil {
 		err = werr
