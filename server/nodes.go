@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultNodeInterval is how often a node announces itself by default.
-const DefaultNodeInterval = 2 * time.Second
+const DefaultNodeInterval = time.Second
 
 // NodeInfo is what a node announces about itself every NodeInterval, and
 // what GET /api/nodes lists. Rates are over the last interval.
