@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/server"
@@ -77,6 +79,8 @@ func command(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 		return 0, true
 	case "config":
 		return configCommand(args[1:], stdout, stderr), true
+	case "healthcheck":
+		return healthcheck(args[1:], stdout, stderr), true
 	}
 	return 0, false
 }
@@ -273,4 +277,32 @@ func reload(args []string, started map[string]string, srv *server.Server, log *s
 	if len(later) > 0 {
 		log.Warn("changed options that only a restart applies", "options", strings.Join(later, ", "))
 	}
+}
+
+// healthcheck asks a server whether it is up, for container health checks
+// (an image without curl): GET URL (default http://127.0.0.1:8080/healthz)
+// must answer 200 within 3 s. Exit 0 when it does, 1 when not.
+func healthcheck(args []string, stdout, stderr io.Writer) int {
+	url := "http://127.0.0.1:8080/healthz"
+	switch len(args) {
+	case 0:
+	case 1:
+		url = args[0]
+	default:
+		fmt.Fprintln(stderr, "usage: switchboard healthcheck [URL]   (default "+url+")")
+		return 2
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintln(stderr, "switchboard healthcheck:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "switchboard healthcheck: %s answered %s\n", url, resp.Status)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", url, resp.Status)
+	return 0
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -108,5 +110,27 @@ pusher:
 	if s.srv.Hub.MaxSubscriptions != 64 || s.srv.Hub.Namespaces["chat"].HistorySize != 100 || !s.srv.Hub.Namespaces["chat"].Presence ||
 		len(s.srv.AllowedOrigins) != 2 || len(s.pusherApps) != 1 || s.pusherApps[0].Key != "key1" {
 		t.Errorf("the printed file sets other options: %+v", s)
+	}
+}
+
+func TestHealthcheck(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	}))
+	defer ok.Close()
+	for _, tc := range []struct {
+		url  string
+		code int
+	}{
+		{ok.URL + "/healthz", 0},
+		{ok.URL + "/readyz", 1},
+		{"http://127.0.0.1:1/healthz", 1},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"healthcheck", tc.url}, &stdout, &stderr); code != tc.code {
+			t.Errorf("healthcheck %s: exit code %d, want %d (%s%s)", tc.url, code, tc.code, stdout.String(), stderr.String())
+		}
 	}
 }
