@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -218,5 +219,52 @@ func TestLocalCluster(t *testing.T) {
 			c.Close()
 			t.Errorf("port %s still answers after the script stopped", p)
 		}
+	}
+}
+
+// Every metric deploy/grafana-dashboard.json graphs is one the server
+// exports, so the dashboard cannot drift from /metrics unnoticed.
+func TestGrafanaDashboardMetricsExist(t *testing.T) {
+	b, err := os.ReadFile("../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	in := startInstance(t)
+	// One message through, so the per-namespace series exist.
+	if code, body, err := httpPost(in.url("/api/publish"), `{"channel":"g","data":1}`); err != nil || code != 200 {
+		t.Fatalf("publish: %d %s %v", code, body, err)
+	}
+	resp, err := http.Get(in.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	metric := regexp.MustCompile(`switchboard_[a-z_]+`)
+	used := 0
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q graphs nothing", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, name := range metric.FindAllString(tg.Expr, -1) {
+				used++
+				if !regexp.MustCompile(`(?m)^` + name + `[ {]`).Match(text) {
+					t.Errorf("panel %q: %s is not in /metrics", p.Title, name)
+				}
+			}
+		}
+	}
+	if used < 10 {
+		t.Errorf("the dashboard graphs %d metrics", used)
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -131,17 +132,26 @@ func TestMetrics(t *testing.T) {
 	names := map[string]bool{}
 	valid := regexp.MustCompile(`^switchboard_[a-z_]+$`)
 	for _, m := range all {
-		if names[m.Name] {
-			t.Errorf("%s is exported twice", m.Name)
+		key := m.Name + fmt.Sprint(m.Labels)
+		if names[key] {
+			t.Errorf("%s is exported twice", key)
 		}
-		names[m.Name] = true
-		if !valid.MatchString(m.Name) || m.Help == "" || (m.Kind != "counter" && m.Kind != "gauge") {
+		names[key] = true
+		if !valid.MatchString(m.Name) || m.Help == "" || (m.Kind != "counter" && m.Kind != "gauge" && m.Kind != "histogram") ||
+			(m.Kind == "histogram") != (m.Histogram != nil) {
 			t.Errorf("bad metric %+v", m)
 		}
 		if m.Kind == "counter" && !strings.HasSuffix(m.Name, "_total") {
 			t.Errorf("counter %s does not end in _total", m.Name)
 		}
-		for _, want := range []string{"# HELP " + m.Name + " " + m.Help + "\n", "# TYPE " + m.Name + " " + m.Kind + "\n", "\n" + m.Name + " "} {
+		sample := "\n" + m.Name + " "
+		if len(m.Labels) > 0 {
+			sample = "\n" + m.Name + "{"
+		}
+		if m.Kind == "histogram" {
+			sample = "\n" + m.Name + "_count "
+		}
+		for _, want := range []string{"# HELP " + m.Name + " " + m.Help + "\n", "# TYPE " + m.Name + " " + m.Kind + "\n", sample} {
 			if !strings.Contains(text, want) {
 				t.Errorf("/metrics lacks %q", want)
 			}
@@ -150,7 +160,9 @@ func TestMetrics(t *testing.T) {
 	if fields, rows := reflect.TypeFor[hub.Stats]().NumField(), len(h.cfg.Hub.Metrics()); fields != rows {
 		t.Errorf("hub.Stats has %d figures and the hub exports %d: one is not exported", fields, rows)
 	}
-	for _, want := range []string{"switchboard_ready 1\n", "switchboard_messages_published_total 1\n", "switchboard_extra_total 7\n", "switchboard_slow_consumers_total 0\n"} {
+	for _, want := range []string{"switchboard_ready 1\n", "switchboard_messages_published_total 1\n", "switchboard_extra_total 7\n", "switchboard_slow_consumers_total 0\n",
+		"switchboard_delivery_latency_seconds_bucket{le=\"0.0005\"} 0\n", "switchboard_delivery_latency_seconds_bucket{le=\"+Inf\"} 0\n",
+		"switchboard_delivery_latency_seconds_sum 0\n", "switchboard_delivery_latency_seconds_count 0\n", "switchboard_send_queue_bytes 0\n", "switchboard_namespace_messages_published_total{namespace=\"h\"} 1\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, text)
 		}

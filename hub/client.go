@@ -88,8 +88,11 @@ type Client struct {
 	// lastWrite is when the pool last wrote to the client (monotime), for
 	// the write delay. Owned by whoever owns the flush (see writing).
 	lastWrite int64
-	killer    *time.Timer
-	writer    sync.WaitGroup // counts the flush in progress, if any
+	// queuedAt is when the oldest frame in queue was queued (monotime),
+	// for the delivery latency histogram.
+	queuedAt int64
+	killer   *time.Timer
+	writer   sync.WaitGroup // counts the flush in progress, if any
 	// subs holds the client's channels; the reader changes it, and
 	// revocation removes from it, both under mu.
 	subs  map[string]*Member
@@ -183,6 +186,9 @@ func (c *Client) enqueue(frame []byte) bool {
 // pushLocked queues frame and schedules a flush if none is pending.
 // c.mu must be held.
 func (c *Client) pushLocked(frame []byte) {
+	if len(c.queue) == 0 {
+		c.queuedAt = monotime()
+	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	if c.t != nil && !c.writing {
@@ -200,7 +206,7 @@ func (c *Client) startFlushLocked() {
 		c.hub.writers.push(c)
 		return
 	}
-	go c.writeLoop(nil)
+	go c.writeLoop(nil, 0)
 }
 
 // flushNow is run by a writer of the hub's pool: it writes everything
@@ -216,6 +222,7 @@ func (c *Client) flushNow() (again bool) {
 		c.mu.Unlock()
 		return false
 	}
+	at := c.queuedAt
 	batch := c.takeLocked()
 	c.mu.Unlock()
 
@@ -234,8 +241,11 @@ func (c *Client) flushNow() (again bool) {
 		c.mu.Lock()
 		c.queued -= n
 		c.mu.Unlock()
-		go c.writeLoop(rest)
+		go c.writeLoop(rest, at)
 		return false
+	}
+	if err == nil {
+		c.hub.latency.observe(monotime() - at)
 	}
 	c.hub.stats.framesWritten.Add(uint64(frames))
 	clear(batch)
@@ -305,27 +315,29 @@ func consume(batch [][]byte, n int) [][]byte {
 // could not write), then everything queued, batch by batch, until the queue
 // is empty. It runs on a goroutine of the client's own; the client's
 // writer WaitGroup counts it and Finish waits for it.
-func (c *Client) writeLoop(rest [][]byte) {
+func (c *Client) writeLoop(rest [][]byte, at int64) {
 	t := c.t
 	if rest != nil {
-		c.writeBlocking(t, rest)
+		c.writeBlocking(t, rest, at)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.queue) > 0 {
+		at := c.queuedAt
 		batch := c.takeLocked()
 		c.mu.Unlock()
-		c.writeBlocking(t, batch)
+		c.writeBlocking(t, batch, at)
 		c.mu.Lock()
 		c.keepSpareLocked(batch)
 	}
 	c.finishFlushLocked()
 }
 
-// writeBlocking writes batch with the transport's blocking write and
-// accounts for it: counters, queued bytes, a broken connection. It clears
-// batch's entries so the frames can be collected.
-func (c *Client) writeBlocking(t Transport, batch [][]byte) {
+// writeBlocking writes batch, whose oldest frame was queued at at, with
+// the transport's blocking write and accounts for it: counters, latency,
+// queued bytes, a broken connection. It clears batch's entries so the
+// frames can be collected.
+func (c *Client) writeBlocking(t Transport, batch [][]byte, at int64) {
 	n := 0
 	for _, f := range batch {
 		n += len(f)
@@ -333,6 +345,9 @@ func (c *Client) writeBlocking(t Transport, batch [][]byte) {
 	frames := len(batch)
 	err := t.WriteFrames(batch)
 	clear(batch)
+	if err == nil {
+		c.hub.latency.observe(monotime() - at)
+	}
 	c.hub.stats.writes.Add(1)
 	c.hub.stats.framesWritten.Add(uint64(frames))
 	c.mu.Lock()

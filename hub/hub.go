@@ -194,6 +194,8 @@ type Hub struct {
 	releases  releaser
 	presenceQ chan presenceOp // leaves for the presence loop
 	stats     counters
+	latency   latencyHistogram
+	nsStats   sync.Map // namespace name ("" for the default) -> *nsCounters
 }
 
 // shard holds the channels whose name hashes to it.
@@ -391,6 +393,7 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 	}
 	h.stats.messagesReceived.Add(1)
 	h.stats.messagesDelivered.Add(delivered)
+	h.nsCounter(m.Channel).delivered.Add(delivered)
 }
 
 // Publish publishes data, one JSON value (any bytes with AsBinary), to
@@ -421,6 +424,7 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options 
 		return pos, h.seen("publish", channel, err)
 	}
 	h.stats.messagesPublished.Add(1)
+	h.nsCounter(channel).published.Add(1)
 	return pos, nil
 }
 

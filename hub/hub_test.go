@@ -709,3 +709,72 @@ func TestWriteDelayIsAnInterval(t *testing.T) {
 		t.Fatalf("after close: %d frames, want welcome, reply, message, close", len(fs))
 	}
 }
+
+// histogramCount is the delivery latency histogram's count of writes, and
+// how many of them took longer than bound.
+func histogramCount(h *hub.Hub, bound time.Duration) (all, slower uint64) {
+	for _, m := range h.DeliveryMetrics() {
+		if m.Name != "switchboard_delivery_latency_seconds" {
+			continue
+		}
+		for i, n := range m.Histogram.Counts {
+			all += n
+			if i == len(m.Histogram.Bounds) || m.Histogram.Bounds[i] > bound.Seconds() {
+				slower += n
+			}
+		}
+	}
+	return all, slower
+}
+
+// The delivery latency histogram counts each write by how long its oldest
+// frame waited, on the pool's path and on a client's own writer; the send
+// queue gauge counts what waits.
+func TestDeliveryMetrics(t *testing.T) {
+	h, _ := newHub(t, hub.Config{})
+	// The pool's path: a client whose transport writes without blocking.
+	fast, err := h.NewClient(nativeDialect, hub.Identity{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
+	fast.Attach(pt)
+	defer fast.Finish()
+	fast.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"m"}`))
+	pt.waitFrames(t, 1)
+	if all, _ := histogramCount(h, 0); all == 0 {
+		t.Fatal("a write of the pool was not observed")
+	}
+	// A client's own writer, held in its write for 20ms: that write's
+	// latency is at least that long, and its bytes are queued meanwhile.
+	slow, err := h.NewClient(nativeDialect, hub.Identity{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := newFake()
+	stuck.gate = make(chan struct{})
+	slow.Attach(stuck)
+	defer slow.Finish()
+	slow.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"m"}`))
+	if q := h.QueuedBytes(); q == 0 {
+		t.Error("the held reply's bytes are not counted as queued")
+	}
+	time.Sleep(20 * time.Millisecond)
+	_, before := histogramCount(h, 10*time.Millisecond)
+	stuck.gate <- struct{}{}
+	<-stuck.seen
+	wait.For(t, 5*time.Second, func() error {
+		if _, after := histogramCount(h, 10*time.Millisecond); after != before+1 {
+			return fmt.Errorf("writes slower than 10ms: %d, want %d", after, before+1)
+		}
+		return nil
+	})
+	wait.For(t, 5*time.Second, func() error {
+		if q := h.QueuedBytes(); q != 0 {
+			return fmt.Errorf("%d bytes queued after every write", q)
+		}
+		return nil
+	})
+	slow.Close(1000, "")
+	_ = stuck.Close() // opens the gate for the close frame, whenever it comes
+}

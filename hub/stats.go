@@ -81,6 +81,9 @@ type Metric struct {
 	Help   string // what is counted
 	Value  float64
 	Labels [][2]string // name and value pairs, in order; usually none
+	// Histogram holds a histogram's figures (Kind "histogram"); Value is
+	// then unused.
+	Histogram *Histogram
 }
 
 // metricTable is every Stats field as it is exported: one row per figure,

@@ -43,11 +43,13 @@ type announcer struct {
 	done      sync.WaitGroup
 	stopOnce  sync.Once
 	startOnce sync.Once
+	// brokerLatency is the last announcement's time through the broker
+	// (nanoseconds), written by the loop, read by /metrics too.
+	brokerLatency atomic.Int64
 
 	// owned by the loop
-	prevAt            time.Time
-	prevIn, prevOut   uint64
-	prevBrokerLatency time.Duration
+	prevAt          time.Time
+	prevIn, prevOut uint64
 }
 
 func newAnnouncer(s *Server) *announcer {
@@ -63,7 +65,7 @@ func (a *announcer) info(now time.Time) *NodeInfo {
 		ID: s.hub.NodeID(), Version: s.cfg.Version, StartedAt: a.started.UnixMilli(), AnnouncedAt: now.UnixMilli(),
 		ExpiresAfterMS: ttl.Milliseconds(), UptimeSeconds: now.Sub(a.started).Seconds(), State: "ready",
 		Connections: st.Connections, Subscriptions: st.Subscriptions, Channels: len(s.hub.Channels()),
-		BrokerLatencyMS: float64(a.prevBrokerLatency.Microseconds()) / 1000,
+		BrokerLatencyMS: float64(time.Duration(a.brokerLatency.Load()).Microseconds()) / 1000,
 	}
 	if p := a.addr.Load(); p != nil {
 		n.Address = *p
@@ -125,7 +127,7 @@ func (a *announcer) announce() {
 		a.s.log.Debug("cannot announce the node", "err", err)
 		return
 	}
-	a.prevBrokerLatency = time.Since(began)
+	a.brokerLatency.Store(int64(time.Since(began)))
 }
 
 // close stops announcing and withdraws the node's entry.

@@ -343,13 +343,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// buildInfo is the metric that carries the server's version and Go
-// release, always 1.
+// buildInfo returns the server's own metrics: its build, and the broker
+// latency its node announcements measure.
 func (s *Server) buildInfo() []hub.Metric {
 	v := s.cfg.Version
 	if v == "" {
 		v = "unknown"
 	}
-	return []hub.Metric{{Name: "switchboard_build_info", Kind: "gauge", Help: "Always 1; its labels are the release the node runs and the Go release that built it.",
-		Value: 1, Labels: [][2]string{{"version", v}, {"go", runtime.Version()}}}}
+	return []hub.Metric{
+		{Name: "switchboard_build_info", Kind: "gauge", Help: "Always 1; its labels are the release the node runs and the Go release that built it.",
+			Value: 1, Labels: [][2]string{{"version", v}, {"go", runtime.Version()}}},
+		{Name: "switchboard_broker_latency_seconds", Kind: "gauge", Help: "How long the node's last announcement to the cluster took through the broker (two round trips; every second).",
+			Value: time.Duration(s.nodes.brokerLatency.Load()).Seconds()},
+	}
 }
