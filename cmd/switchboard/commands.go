@@ -67,8 +67,8 @@ func (b buildInfo) String() string {
 	return s + " " + b.Go + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
-// command runs a subcommand (version, config) when args name one; ok is
-// false when they do not, and the server runs.
+// command runs a subcommand (version, config, healthcheck) when args name
+// one; ok is false when they do not, and the server runs.
 func command(args []string, stdout, stderr io.Writer) (code int, ok bool) {
 	if len(args) == 0 {
 		return 0, false

@@ -121,7 +121,7 @@ func flagError(err error, opts []*option) error {
 // usage writes --help: every option with its type, environment variable,
 // help and default, then the configuration file's namespace options.
 func usage(w io.Writer, opts []*option) {
-	fmt.Fprintf(w, "Usage: switchboard [options]\n\nRuns a switchboard node. Every option can also be set with the environment variable named\nafter it, or in the --config file by its key (max-message-bytes is max_message_bytes);\nthe command line wins over the environment, which wins over the file.\n\nOptions:\n")
+	fmt.Fprintf(w, "Usage: switchboard [options]\n       switchboard version | config check FILE [options] | config print [options] | healthcheck [URL]\n\nRuns a switchboard node. Every option can also be set with the environment variable named\nafter it, or in the --config file by its key (max-message-bytes is max_message_bytes);\nthe command line wins over the environment, which wins over the file. SIGHUP reloads the\nnamespace options.\n\nOptions:\n")
 	for _, o := range opts {
 		typ := " " + o.value.Type()
 		if typ == " bool" {
