@@ -116,7 +116,10 @@ func (f HandlerFunc) HandleMessage(m Message) { f(m) }
 type Broker interface {
 	// Start connects the broker and registers h for every message of the
 	// channels it will subscribe to. It is called once, before any other
-	// method. The broker's goroutines run until Close.
+	// method. The broker's goroutines run until Close. A broker that can
+	// lose its connection (a Readier) need not fail when its backend
+	// cannot be reached at Start: it may connect by itself later, failing
+	// every call with ErrUnavailable until then, as Ready tells.
 	Start(ctx context.Context, h Handler) error
 
 	// Publish sends data, one JSON value (any bytes with opts.Binary), to

@@ -405,9 +405,14 @@ func (h *Handler) unsubscribeUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// readyz answers 200 while the node is ready, and 503 otherwise, with why
+// in the message: unlike a client's errors it carries the broker's own
+// error (what it cannot reach, what it was told), for the operator who
+// reads a probe's output. It never holds a password: brokers name their
+// servers by address.
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := h.cfg.Hub.Ready(); err != nil {
-		writeError(w, hub.ErrorOf(err))
+		writeError(w, protocol.Errorf(hub.ErrorOf(err).Code, "not ready: "+err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/protocol"
@@ -202,5 +203,46 @@ func TestBroadcastPublishesTheGoodChannels(t *testing.T) {
 	}
 	if rec := do("GET", "/api/broadcast", ""); rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "POST" {
 		t.Errorf("GET /api/broadcast: %d, Allow %q; want 405, POST", rec.Code, rec.Header().Get("Allow"))
+	}
+}
+
+// notReady is a memory broker that reports it cannot reach its backend.
+type notReady struct{ *memory.Broker }
+
+func (notReady) Ready() error {
+	return fmt.Errorf("test: connect to 10.0.0.1:6379: %w: connection refused", broker.ErrUnavailable)
+}
+
+// /readyz says why the node is not ready: the broker's own words, or that
+// it is shutting down.
+func TestReadyzSaysWhy(t *testing.T) {
+	t.Parallel()
+	hb, err := hub.New(hub.Config{Broker: notReady{memory.New(memory.Config{})}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{Hub: hb})
+	get := func() (int, string, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		var body struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatalf("/readyz body %q: %v", rec.Body, err)
+		}
+		return rec.Code, body.Error.Code, body.Error.Message
+	}
+	if status, code, msg := get(); status != 503 || code != "unavailable" || msg != "not ready: test: connect to 10.0.0.1:6379: broker: unavailable: connection refused" {
+		t.Errorf("/readyz with the broker away: %d %s %q", status, code, msg)
+	}
+	if err := hb.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if status, code, msg := get(); status != 503 || code != "unavailable" || msg != "not ready: hub: shutting down" {
+		t.Errorf("/readyz while shutting down: %d %s %q", status, code, msg)
 	}
 }

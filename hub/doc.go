@@ -54,8 +54,10 @@
 // stripe lock during a subscribe.
 //
 // The hub owns its goroutines from Start to Shutdown: the pinger, the
-// presence loop, the releaser, the writer pool, and the gap fillers
-// (Hub.bg). A client's
+// presence loop, the releaser, the writer pool, the gap fillers (Hub.bg),
+// and, when the broker could not be reached at Start, the goroutine that
+// subscribes the control channel once it can (subscribeControl), which
+// ends then or at Shutdown. A client's
 // own blocking writer is counted by the client and waited for in Finish.
 // The writer pool's timer (for the write delay) runs its callback on a
 // goroutine of the runtime's and is stopped at Shutdown. The reader belongs

@@ -187,8 +187,12 @@ type Hub struct {
 	closing  atomic.Bool
 	stop     chan struct{} // closed by Shutdown: stops the hub's loops
 	stopOnce sync.Once
-	done     sync.WaitGroup // the pinger, the presence loop, the releaser
+	done     sync.WaitGroup // the pinger, the presence loop, the releaser, subscribeControl
 	bg       sync.WaitGroup // gap fillers
+
+	// controlErr is why the control channel is not subscribed yet: set by
+	// Start, cleared by subscribeControl; nil once it is.
+	controlErr atomic.Pointer[error]
 
 	writers   writerPool
 	releases  releaser
@@ -282,6 +286,12 @@ func New(cfg Config) (*Hub, error) {
 // Start starts the broker with the hub as its Handler, and the hub's own
 // goroutines (the pinger, the presence loop, the releaser and the writer
 // pool), which run until Shutdown.
+//
+// When the broker started but cannot reach its backend yet (the Redis
+// broker connects in the background), Start succeeds too: the hub
+// subscribes its control channel as soon as the broker is ready, from a
+// goroutine that ends with that or with Shutdown, and Ready fails until
+// then.
 func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Start(ctx, h); err != nil {
 		return err
@@ -289,7 +299,14 @@ func (h *Hub) Start(ctx context.Context) error {
 	h.writers.delay = int64(h.cfg.WriteDelay)
 	h.writers.start()
 	if err := h.broker.Subscribe(ctx, controlChannel); err != nil {
-		return fmt.Errorf("hub: subscribe the control channel: %w", err)
+		if !errors.Is(err, broker.ErrUnavailable) {
+			return fmt.Errorf("hub: subscribe the control channel: %w", err)
+		}
+		// The broker is not up yet (it connects by itself): subscribe
+		// once it is, and be not ready until then.
+		h.controlErr.Store(&err)
+		h.done.Add(1)
+		go h.subscribeControl()
 	}
 	h.done.Add(4)
 	go h.pingLoop()
@@ -316,13 +333,19 @@ func (h *Hub) Config() Config {
 }
 
 // Ready returns nil while the hub accepts clients and its broker is
-// reachable.
+// reachable, and otherwise why not: an error wrapping
+// broker.ErrUnavailable, or ErrClosing.
 func (h *Hub) Ready() error {
 	if h.closing.Load() {
 		return ErrClosing
 	}
 	if h.readier != nil {
-		return h.readier.Ready()
+		if err := h.readier.Ready(); err != nil {
+			return err
+		}
+	}
+	if p := h.controlErr.Load(); p != nil {
+		return fmt.Errorf("hub: control channel not subscribed yet: %w", *p)
 	}
 	return nil
 }

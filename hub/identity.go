@@ -170,6 +170,41 @@ func (h *Hub) deadlineLoop() {
 // no client can subscribe or publish to it.
 const controlChannel = "#control"
 
+// controlRetry is how often subscribeControl looks whether the broker is
+// ready.
+const controlRetry = 50 * time.Millisecond
+
+// subscribeControl subscribes the control channel once the broker is
+// ready, for a Start that could not. It runs on a goroutine of its own,
+// counted in h.done, until it succeeds or Shutdown. The broker logs its
+// own retries; this only waits for them.
+func (h *Hub) subscribeControl() {
+	defer h.done.Done()
+	t := time.NewTicker(controlRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		if h.readier != nil && h.readier.Ready() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+		err := h.broker.Subscribe(ctx, controlChannel)
+		cancel()
+		if err != nil {
+			h.controlErr.Store(&err)
+			h.log.Debug("cannot subscribe the control channel yet", "err", err)
+			continue
+		}
+		h.controlErr.Store(nil)
+		h.log.Info("broker ready")
+		return
+	}
+}
+
 // control is one order on the control channel.
 type control struct {
 	Op      string `json:"op"` // "disconnect" or "unsubscribe"

@@ -260,7 +260,9 @@ func (s *Server) Hub() *hub.Hub { return s.hub }
 func (s *Server) Metrics() []hub.Metric { return s.api.Metrics() }
 
 // Start starts the token verifier (a JWKS's first fetch), the hub and its
-// broker.
+// broker. A broker that cannot reach its server yet does not make it fail:
+// the node serves, not ready (/readyz says why), until the broker
+// connects by itself.
 func (s *Server) Start(ctx context.Context) error {
 	if s.cfg.Verifier != nil {
 		if err := s.cfg.Verifier.Start(ctx); err != nil && !errors.Is(err, auth.ErrStarted) {

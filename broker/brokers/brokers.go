@@ -18,7 +18,10 @@ import (
 //   - "" or "memory:": the in-process broker (one node);
 //   - "redis://[:password@]host:port/db" or "rediss://...": Redis.
 //
-// log receives the broker's logs (slog.Default() when nil).
+// log receives the broker's logs (slog.Default() when nil). Open fails
+// only on a URL it cannot use (an unknown scheme, a malformed URL): it does
+// not connect, and a broker that cannot reach its server at Start keeps
+// trying by itself (see broker/redis).
 func Open(url string, log *slog.Logger) (broker.Broker, error) {
 	if log == nil {
 		log = slog.Default()

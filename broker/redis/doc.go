@@ -44,6 +44,21 @@
 // exactly as before binary data existed, so that nodes of both versions
 // share them; binary ones need nodes that know the 0x02 mark.
 //
+// # Starting before Redis
+//
+// Start does not need Redis to be up. When the first connection fails,
+// Start returns nil and a goroutine of the broker's tries again, waiting
+// 100ms, then twice as long each time up to Config.ConnectDelay (5s), with
+// jitter, until it connects or Close. Meanwhile Ready says why the broker
+// is not ready and every call fails at once with that error, which wraps
+// broker.ErrUnavailable. Every failed attempt is logged: as a warning when
+// Redis may only be late (connection refused, a timeout), as an error
+// when it answered and refused, which time alone will not fix: wrong or
+// missing credentials (ErrAuth), a TLS client on a plain port
+// (ErrTLSHandshake), a Redis Cluster node (ErrCluster: the broker speaks to
+// one server; cluster support is not built yet). Only a URL that cannot be
+// parsed fails, in New.
+//
 // # Faults
 //
 // Every command is bounded by Config.Timeout and never retried, so Publish,

@@ -393,22 +393,6 @@ func TestHistoryAcrossRestart(t *testing.T) {
 	}
 }
 
-// TestStartWithoutRedis checks that Start fails fast when Redis is away.
-func TestStartWithoutRedis(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t, nil)
-	srv.Kill()
-	b := newBroker(t, srv, Config{})
-	start := time.Now()
-	err := b.Start(context.Background(), newSink())
-	if !errors.Is(err, broker.ErrUnavailable) || time.Since(start) > 1500*time.Millisecond {
-		t.Fatalf("Start without Redis: %v after %v, want ErrUnavailable within 1.5s", err, time.Since(start))
-	}
-	if _, err := b.Publish(context.Background(), "c", []byte(`1`), broker.PublishOptions{}); !errors.Is(err, ErrNotStarted) {
-		t.Errorf("Publish after a failed Start: %v, want ErrNotStarted", err)
-	}
-}
-
 // TestSubscribeBatches checks that many channels subscribed at once take a
 // few SUBSCRIBE commands, not one each, and that concurrent Subscribe calls
 // share commands too.

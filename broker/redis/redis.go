@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type Config struct {
 	// ReconnectDelay is the longest wait between two reconnection attempts;
 	// the first is immediate and the waits double up to it. Default 250ms.
 	ReconnectDelay time.Duration
+	// ConnectDelay is the longest wait between two attempts to make the
+	// first connection, when Redis could not be reached at Start: the
+	// waits start at 100ms and double up to it, with jitter. Default 5s.
+	ConnectDelay time.Duration
 	// SubscribeBatch is the most channels one SUBSCRIBE or UNSUBSCRIBE
 	// command carries. Default 512.
 	SubscribeBatch int
@@ -57,7 +62,8 @@ var (
 // StateHandler). Today's is one connection with SUBSCRIBE (subscriber); a
 // Redis Cluster's, one connection per shard with SSUBSCRIBE, plugs in here.
 type subscriptions interface {
-	// connect opens the connections; Start fails when it fails.
+	// connect opens the connections; the first connection fails when it
+	// fails.
 	connect() error
 	// run serves requests until the broker closes; Broker.wg counts it.
 	run()
@@ -72,19 +78,25 @@ type Broker struct {
 
 	keys keyspace // every key and pub/sub channel name
 
-	// mu guards the life cycle: started and closed change under it, and
-	// client and handler are set under it by Start, read-only after; the
-	// other methods read them only once running is set.
+	// mu guards the life cycle: started and closed change under it.
+	// client, subs, handler and state are set by the first connection
+	// (connect: in Start, or on the connect goroutine), before running is
+	// set, and are read-only after; the other methods read them only once
+	// running is set.
 	mu      sync.Mutex
-	started bool
-	running atomic.Bool // set once Start succeeded
+	started bool        // guarded by mu
+	running atomic.Bool // set once the first connection is made
 	closed  atomic.Bool
 	client  rueidis.Client
+	subs    subscriptions
 	handler broker.Handler
 	state   broker.StateHandler // handler as a StateHandler, or nil
+	// connErr is why the first connection is not made yet: set by each
+	// failed attempt, nil once running.
+	connErr atomic.Pointer[error]
 
 	stop chan struct{}  // closed by Close
-	wg   sync.WaitGroup // the subscriber and health goroutines
+	wg   sync.WaitGroup // the connect, subscriber and health goroutines
 	reqs chan *subReq   // to the subscriber goroutine; never closed
 
 	// Readiness: each error is nil while its side works. subErr is set by
@@ -101,7 +113,8 @@ type Broker struct {
 	historyScript *rueidis.Lua
 }
 
-// New returns a Redis broker for cfg. It does not connect: Start does.
+// New returns a Redis broker for cfg. It does not connect: Start does. It
+// fails only when cfg.URL cannot be parsed.
 func New(cfg Config) (*Broker, error) {
 	if cfg.URL == "" {
 		cfg.URL = "redis://127.0.0.1:6379/0"
@@ -121,11 +134,19 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = 250 * time.Millisecond
 	}
+	if cfg.ConnectDelay <= 0 {
+		cfg.ConnectDelay = 5 * time.Second
+	}
 	if cfg.SubscribeBatch <= 0 {
 		cfg.SubscribeBatch = 512
 	}
 	opt, err := rueidis.ParseURL(cfg.URL)
 	if err != nil {
+		// url.Error repeats the URL, and with it any password.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return nil, fmt.Errorf("redis: parse URL: %w", err)
 	}
 	// Fail fast instead of retrying: the caller decides what an outage
@@ -155,8 +176,17 @@ func New(cfg Config) (*Broker, error) {
 }
 
 // Start connects to Redis, opens the pub/sub connection and starts the
-// goroutines that keep them up until Close. It fails, with an error wrapping
-// broker.ErrUnavailable, when Redis cannot be reached now.
+// goroutines that keep them up until Close.
+//
+// When Redis cannot be reached now, Start still returns nil: it starts a
+// goroutine that tries again, with backoff (100ms doubling up to
+// Config.ConnectDelay, with jitter), until it connects or Close ends it.
+// Every failed attempt is logged: at warning level when Redis may simply
+// not be up yet (connection refused, a timeout), at error level when
+// retrying alone will not help (ErrAuth, ErrCluster, ErrTLSHandshake, any
+// other refusal from Redis). Meanwhile Ready returns why, wrapping
+// broker.ErrUnavailable, and so does every call that needs Redis. A
+// program that would rather not run without Redis checks Ready after Start.
 func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -166,6 +196,28 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	if b.started {
 		return errors.New("redis: Start called twice")
 	}
+	b.started = true
+	b.handler = h
+	b.state, _ = h.(broker.StateHandler)
+	err := b.connect()
+	if err == nil {
+		b.wg.Add(2)
+		go b.subs.run()
+		go b.health()
+		return nil
+	}
+	wait := b.connectBackoff(1)
+	b.connectFailed(err, 1, wait)
+	b.wg.Add(1)
+	go b.connectLoop(wait)
+	return nil
+}
+
+// connect makes the first connection: the client that publishes, a check
+// that Redis is not a cluster node, and the pub/sub connection. When all
+// succeed it sets the broker running; otherwise it leaves nothing open.
+// It is called by Start, then by the connect goroutine, never both.
+func (b *Broker) connect() error {
 	client, err := rueidis.NewClient(b.opt)
 	if err != nil {
 		if client != nil {
@@ -173,28 +225,128 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		}
 		return b.connectError("connect to", err)
 	}
-	b.client, b.handler = client, h
-	b.state, _ = h.(broker.StateHandler)
-	var s subscriptions = newSubscriber(b)
+	if err := b.standalone(client); err != nil {
+		client.Close()
+		return err
+	}
+	b.client = client
+	s := newSubscriber(b)
 	if err := s.connect(); err != nil {
 		client.Close()
+		b.client = nil
 		return b.connectError("open the pub/sub connection to", err)
 	}
-	b.started = true
+	b.subs = s
+	b.readyMu.Lock()
 	b.ready = true
+	b.readyMu.Unlock()
+	b.connErr.Store(nil)
 	b.running.Store(true)
-	b.wg.Add(2)
-	go s.run()
-	go b.health()
 	return nil
 }
 
-// ErrTLSHandshake is wrapped by the error of a Start whose TLS handshake
-// (rediss://) failed or timed out: most often the port speaks plain Redis.
+// standalone returns an error wrapping ErrCluster when the server is a
+// Redis Cluster node (cluster_enabled:1 in INFO cluster): the broker speaks
+// to one server, and a cluster would refuse its multi-key scripts. A
+// server that does not answer INFO (renamed or forbidden) is taken as a
+// standalone one.
+func (b *Broker) standalone(client rueidis.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	defer cancel()
+	info, err := client.Do(ctx, client.B().Info().Section("cluster").Build()).ToString()
+	if err != nil {
+		if _, ok := rueidis.IsRedisErr(err); ok {
+			return nil
+		}
+		return b.connectError("ask about cluster mode", err)
+	}
+	if strings.Contains(info, "cluster_enabled:1") {
+		return fmt.Errorf("%w: %s is a cluster node: %w", ErrCluster, b.addr, broker.ErrUnavailable)
+	}
+	return nil
+}
+
+// connectLoop makes the first connection when Start could not: it waits
+// (first for wait, then with growing backoff), tries again and logs every
+// failure, until it connects or Close. Once connected it starts the
+// subscriber and health goroutines. It is counted in b.wg, and so are they
+// before it returns.
+func (b *Broker) connectLoop(wait time.Duration) {
+	defer b.wg.Done()
+	for attempt := 2; ; attempt++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-b.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := b.connect()
+		if err != nil {
+			wait = b.connectBackoff(attempt)
+			b.connectFailed(err, attempt, wait)
+			continue
+		}
+		if !b.closed.Load() {
+			b.log.Info("redis: connected", "addr", b.addr, "attempts", attempt)
+		}
+		b.wg.Add(2)
+		go b.subs.run()
+		go b.health()
+		return
+	}
+}
+
+// connectBackoff returns the wait after failed attempt n (n >= 1) to make
+// the first connection: 100ms doubling up to ConnectDelay, with jitter.
+func (b *Broker) connectBackoff(n int) time.Duration {
+	return jitter(min(100*time.Millisecond<<min(n-1, 16), b.cfg.ConnectDelay))
+}
+
+// connectFailed records and logs failed attempt n to make the first
+// connection, to be retried after wait.
+func (b *Broker) connectFailed(err error, n int, wait time.Duration) {
+	b.connErr.Store(&err)
+	if b.closed.Load() {
+		return
+	}
+	retry := []any{"addr", b.addr, "attempt", n, "retry_in", wait.Round(time.Millisecond), "err", err}
+	if permanent(err) {
+		b.log.Error("redis: cannot connect: "+hint(err)+"; retrying until it is fixed", retry...)
+		return
+	}
+	b.log.Warn("redis: cannot connect yet; retrying", retry...)
+}
+
+// permanent reports whether a failure to connect needs someone to change
+// something (the URL, the server) rather than only time: Redis answered,
+// and refused.
+func permanent(err error) bool {
+	if errors.Is(err, ErrAuth) || errors.Is(err, ErrCluster) || errors.Is(err, ErrTLSHandshake) {
+		return true
+	}
+	var rerr *rueidis.RedisError
+	return errors.As(err, &rerr) && !unavailableReply(rerr)
+}
+
+// hint says in a few words what a permanent failure to connect means.
+func hint(err error) string {
+	for _, known := range []error{ErrAuth, ErrCluster, ErrTLSHandshake} {
+		if errors.Is(err, known) {
+			return strings.TrimPrefix(known.Error(), "redis: ")
+		}
+	}
+	return "Redis refused the connection"
+}
+
+// ErrTLSHandshake is wrapped by the error of an attempt to connect whose
+// TLS handshake (rediss://) failed or timed out: most often the port
+// speaks plain Redis.
 var ErrTLSHandshake = errors.New("TLS handshake failed (rediss:// needs a Redis that speaks TLS on this port; use redis:// for a plain one)")
 
-// connectError is the error of a Start that could not connect: it wraps
-// broker.ErrUnavailable and err, and ErrTLSHandshake when the connection
+// connectError is the error of an attempt to connect that failed: it
+// wraps broker.ErrUnavailable and err; ErrAuth when Redis refused the
+// credentials (NOAUTH, WRONGPASS); and ErrTLSHandshake when the connection
 // was over TLS and failed with a TLS error or a timeout (a plain Redis
 // waits, silently, for the rest of the TLS hello).
 func (b *Broker) connectError(what string, err error) error {
@@ -203,16 +355,31 @@ func (b *Broker) connectError(what string, err error) error {
 	if b.opt.TLSConfig != nil && (timeout || strings.Contains(err.Error(), "tls: ")) {
 		return fmt.Errorf("redis: %s %s: %w: %w: %w", what, b.addr, ErrTLSHandshake, broker.ErrUnavailable, err)
 	}
+	var rerr *rueidis.RedisError
+	if errors.As(err, &rerr) && authReply(rerr) {
+		return fmt.Errorf("%w: %s %s: %w: %w", ErrAuth, what, b.addr, broker.ErrUnavailable, err)
+	}
 	return fmt.Errorf("redis: %s %s: %w: %w", what, b.addr, broker.ErrUnavailable, err)
 }
 
+// authReply reports whether a Redis error reply refuses the connection's
+// credentials.
+func authReply(err *rueidis.RedisError) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS")
+}
+
 // Ready returns nil while the broker can publish and deliver, and otherwise
-// an error wrapping broker.ErrUnavailable (and broker.ErrClosed after Close).
+// an error wrapping broker.ErrUnavailable that says why (and
+// broker.ErrClosed after Close).
 func (b *Broker) Ready() error {
 	if b.closed.Load() {
 		return fmt.Errorf("redis: %w: %w", broker.ErrUnavailable, broker.ErrClosed)
 	}
 	if !b.running.Load() {
+		if p := b.connErr.Load(); p != nil {
+			return *p
+		}
 		return fmt.Errorf("%w: %w", ErrNotStarted, broker.ErrUnavailable)
 	}
 	if p := b.subErr.Load(); p != nil {
@@ -245,12 +412,17 @@ func (b *Broker) setErr(p *atomic.Pointer[error], err error) {
 	}
 }
 
-// usable returns the error of a call that cannot proceed.
+// usable returns the error of a call that cannot proceed: the broker is
+// closed, not started, or not connected yet (wrapping
+// broker.ErrUnavailable).
 func (b *Broker) usable() error {
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
 	if !b.running.Load() {
+		if p := b.connErr.Load(); p != nil {
+			return *p
+		}
 		return ErrNotStarted
 	}
 	return nil
@@ -600,14 +772,22 @@ func (b *Broker) Close(ctx context.Context) error {
 		close(done)
 	}()
 	var err error
+	clientClosed := false
 	select {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("redis: close: %w", ctx.Err())
+		// Closing the client ends any command still in flight. Before
+		// running, the connect goroutine owns it and closes it itself.
+		if b.running.Load() {
+			b.client.Close()
+			clientClosed = true
+		}
 	}
-	// Closing the client ends any command still in flight.
-	b.client.Close()
 	<-done
+	if b.running.Load() && !clientClosed {
+		b.client.Close()
+	}
 	return err
 }
 

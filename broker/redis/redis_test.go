@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -64,19 +63,4 @@ func TestConformance(t *testing.T) {
 		History:  true,
 		Presence: true,
 	})
-}
-
-// rediss:// against a plain Redis says that the TLS handshake failed,
-// not only that a deadline passed.
-func TestStartTLSAgainstPlainPort(t *testing.T) {
-	srv := redistest.Start(t, nil)
-	b, err := New(Config{URL: "rediss://" + srv.Addr(), Timeout: 300 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	err = b.Start(context.Background(), broker.HandlerFunc(func(broker.Message) {}))
-	if !errors.Is(err, ErrTLSHandshake) || !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "TLS handshake failed") {
-		t.Fatalf("Start = %v, want ErrTLSHandshake and broker.ErrUnavailable", err)
-	}
 }

@@ -163,7 +163,12 @@ func (s *subscriber) run() {
 // backoff returns the wait before reconnection attempt n (n >= 1):
 // doubling from 25ms up to ReconnectDelay, with jitter.
 func (s *subscriber) backoff(n int) time.Duration {
-	d := min(25*time.Millisecond<<min(n-1, 16), s.b.cfg.ReconnectDelay)
+	return jitter(min(25*time.Millisecond<<min(n-1, 16), s.b.cfg.ReconnectDelay))
+}
+
+// jitter returns a random duration between d/2 and d, so that nodes
+// started together do not retry in step.
+func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 

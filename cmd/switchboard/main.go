@@ -294,10 +294,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
+	// A URL that cannot be parsed is a mistake in the options; a broker
+	// that cannot be reached is not: it connects by itself, and /readyz
+	// says why it is not ready until then.
 	b, err := brokers.Open(s.redisURL, log)
 	if err != nil {
-		log.Error("cannot use the broker", "err", err)
-		return 1
+		fmt.Fprintln(stderr, "switchboard: --redis:", err)
+		return 2
 	}
 	s.srv.Hub.Broker = b
 	s.srv.Logger = log

@@ -327,12 +327,56 @@ func TestRunSaysOnceWhereItListens(t *testing.T) {
 	}
 }
 
-// rediss:// against a plain Redis says that the TLS handshake failed.
+// rediss:// against a plain Redis is an error at every attempt that says
+// the TLS handshake failed; the server keeps running, not ready.
 func TestRunRedissAgainstPlainRedis(t *testing.T) {
 	srv := redistest.Start(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var stdout, stderr syncBuffer
-	code := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--redis", "rediss://" + srv.Addr()}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "TLS handshake failed (rediss:// needs a Redis that speaks TLS on this port; use redis:// for a plain one)") {
-		t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--redis", "rediss://" + srv.Addr()}, &stdout, &stderr)
+	}()
+	wait.For(t, 20*time.Second, func() error {
+		select {
+		case code := <-done:
+			t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+		default:
+		}
+		if n := strings.Count(stderr.String(), "level=ERROR msg=\"redis: cannot connect: TLS handshake failed (rediss:// needs a Redis that speaks TLS on this port; use redis:// for a plain one)"); n < 2 {
+			return fmt.Errorf("%d error lines about the TLS handshake, want 2; stderr:\n%s", n, stderr.String())
+		}
+		return nil
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit code %d after cancel; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// A --redis URL that cannot be used is a mistake in the options: one line,
+// exit code 2, at once, and never the password it holds.
+func TestRunBadRedisURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		url, want string
+	}{
+		{"kafka://x", `switchboard: --redis: brokers: unknown broker "kafka:": want memory:, redis:// or rediss://`},
+		{"redis://:s3cret@[bad", "switchboard: --redis: redis: parse URL: missing ']' in host"},
+		{"redis://:s3cret@host:notaport/0", `switchboard: --redis: redis: parse URL: invalid port ":notaport" after host`},
+		{"redis://:s3cret@host:6379/db", `switchboard: --redis: redis: parse URL: redis: invalid database number: "db"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--redis", tc.url}, &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if got := stderr.String(); got != tc.want+"\n" {
+				t.Errorf("stderr:\n%s\nwant the one line:\n%s", got, tc.want)
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@
 // until it answers PING, and stops it when the test ends. The returned
 // Server can be killed (SIGKILL, as a crash would) and restarted on the same
 // port, with or without persistence, to test what a broker does when Redis
-// goes away and comes back. It never touches a Redis on the default port
-// 6379.
+// goes away and comes back. New reserves a port without starting anything
+// there, for tests of what starts before its Redis; Restart then starts it.
+// Options.Cluster makes the server a Redis Cluster node owning every slot.
+// It never touches a Redis on the default port 6379.
 //
 // A missing redis-server binary fails the test with an install hint rather
 // than skipping it: Redis tests are part of the default test run. The

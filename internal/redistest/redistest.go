@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +28,10 @@ type Options struct {
 	Password string
 	// Args are extra redis-server arguments, such as "--maxmemory", "10mb".
 	Args []string
+	// Cluster runs the server as a Redis Cluster node (cluster-enabled)
+	// that owns every hash slot: a cluster of one, which answers like any
+	// cluster node (cluster_enabled:1 in INFO).
+	Cluster bool
 }
 
 // readyTimeout bounds the wait for a started redis-server to answer PING.
@@ -40,8 +45,9 @@ type Server struct {
 	port int
 	opts Options
 
-	mu   sync.Mutex
-	proc *process // guarded by mu; nil while killed
+	mu      sync.Mutex
+	proc    *process // guarded by mu; nil while killed
+	slotted bool     // guarded by mu; the cluster node was given its slots
 }
 
 // process is one run of redis-server.
@@ -54,6 +60,31 @@ type process struct {
 // Start starts a redis-server for tb and stops it when tb ends. opts may be
 // nil. It fails tb if redis-server is missing or does not become ready.
 func Start(tb testing.TB, opts *Options) *Server {
+	tb.Helper()
+	s := New(tb, opts)
+	// A free port may be taken again before redis-server binds it: retry.
+	var lastErr error
+	for i := range 5 {
+		if i > 0 {
+			port, err := freePort()
+			if err != nil {
+				tb.Fatalf("redistest: %v", err)
+			}
+			s.port = port
+		}
+		if lastErr = s.start(); lastErr == nil {
+			return s
+		}
+	}
+	tb.Fatalf("redistest: %v", lastErr)
+	return nil
+}
+
+// New returns a Server for tb on a free port without starting it, so that a
+// test can start what must cope with a Redis that is not there yet; Restart
+// starts it. It is stopped when tb ends. opts may be nil. It fails tb if
+// redis-server is missing.
+func New(tb testing.TB, opts *Options) *Server {
 	tb.Helper()
 	if opts == nil {
 		opts = &Options{}
@@ -69,19 +100,10 @@ func Start(tb testing.TB, opts *Options) *Server {
 	}
 	s := &Server{tb: tb, bin: path, dir: tb.TempDir(), opts: *opts}
 	tb.Cleanup(s.Kill)
-	// A free port may be taken again before redis-server binds it: retry.
-	var lastErr error
-	for range 5 {
-		s.port, err = freePort()
-		if err != nil {
-			tb.Fatalf("redistest: %v", err)
-		}
-		if lastErr = s.start(); lastErr == nil {
-			return s
-		}
+	if s.port, err = freePort(); err != nil {
+		tb.Fatalf("redistest: %v", err)
 	}
-	tb.Fatalf("redistest: %v", lastErr)
-	return nil
+	return s
 }
 
 // freePort returns a loopback TCP port that is free now, never 6379.
@@ -149,7 +171,8 @@ func (s *Server) signal(sig os.Signal) {
 }
 
 // Restart starts the server again on the same port and in the same
-// directory, killing it first if it runs, and waits until it is ready. With
+// directory, killing it first if it runs, and waits until it is ready (a
+// Server from New starts for the first time). With
 // Options.Persistence it comes back with its data; without, empty.
 func (s *Server) Restart() {
 	s.tb.Helper()
@@ -186,6 +209,9 @@ func (s *Server) args() []string {
 	if s.opts.Password != "" {
 		args = append(args, "--requirepass", s.opts.Password)
 	}
+	if s.opts.Cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	}
 	return append(args, s.opts.Args...)
 }
 
@@ -211,6 +237,9 @@ func (s *Server) start() error {
 	defer tick.Stop()
 	for {
 		err := s.ping()
+		if err == nil && s.opts.Cluster {
+			err = s.clusterUp()
+		}
 		if err == nil {
 			s.proc = p
 			return nil
@@ -254,6 +283,49 @@ func (s *Server) ping() error {
 		}
 	}
 	return command(conn, r, "PING")
+}
+
+// clusterUp gives a cluster node every hash slot, the first time (its
+// nodes.conf keeps them across restarts), and reports whether the node
+// says its cluster is up. Called with s.mu held.
+func (s *Server) clusterUp() error {
+	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	r := bufio.NewReader(conn)
+	if s.opts.Password != "" {
+		if err := command(conn, r, "AUTH", s.opts.Password); err != nil {
+			return err
+		}
+	}
+	if !s.slotted {
+		if err := command(conn, r, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); err != nil {
+			return fmt.Errorf("CLUSTER ADDSLOTSRANGE: %w", err)
+		}
+		s.slotted = true
+	}
+	if _, err := fmt.Fprint(conn, "*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n"); err != nil {
+		return err
+	}
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if err != nil {
+		return fmt.Errorf("CLUSTER INFO: %s", strings.TrimSpace(head))
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return err
+	}
+	if !bytes.Contains(body, []byte("cluster_state:ok")) {
+		return errors.New("the cluster is not up yet")
+	}
+	return nil
 }
 
 // command sends one command and reads a simple-string reply.

@@ -97,3 +97,37 @@ func TestKillRestart(t *testing.T) {
 		})
 	}
 }
+
+// New gives a port with no server on it until Restart starts one.
+func TestNewStartsNothing(t *testing.T) {
+	t.Parallel()
+	s := New(t, nil)
+	if s.Running() {
+		t.Fatal("running before Restart")
+	}
+	if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("something accepts connections on the port of a Server not started")
+	}
+	s.Restart()
+	if got := do(t, s, "PING"); got != "+PONG" {
+		t.Fatalf("PING after Restart: %s", got)
+	}
+}
+
+// A Cluster server is a cluster node owning every slot, across restarts.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	s := Start(t, &Options{Cluster: true})
+	for i := range 2 {
+		if i > 0 {
+			s.Restart()
+		}
+		if got := do(t, s, "SET", "k", "v"); got != "+OK" {
+			t.Fatalf("SET on the cluster node: %s", got)
+		}
+		if got := do(t, s, "CLUSTER", "MYID"); len(got) != 40 {
+			t.Fatalf("CLUSTER MYID: %q", got)
+		}
+	}
+}
