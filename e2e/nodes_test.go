@@ -20,14 +20,6 @@ type nodesReply struct {
 	}
 }
 
-func (r nodesReply) ids() []string {
-	var out []string
-	for _, n := range r.Nodes {
-		out = append(out, n.ID)
-	}
-	return out
-}
-
 // TestNodesAcrossInstances: every node lists every other through Redis
 // with its figures; a node that stops gracefully leaves the list at once,
 // one killed leaves it when its announcement expires.
