@@ -5,7 +5,8 @@
 //
 // Routes: GET /ws (native), GET /raw/{channel} (raw), GET / (the demo page,
 // or a raw connection on the default channel when it is a WebSocket
-// upgrade), /api/*, /healthz, /readyz, /metrics, and Config.Page for the
+// upgrade), /api/*, /healthz, /readyz, /metrics, the cluster dashboard
+// under /admin/ when Config.AdminPassword is set, and Config.Page for the
 // rest.
 //
 // A Server is safe for concurrent use. It owns the hub, which owns the
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/admin"
 	"github.com/switchboard-rt/switchboard/auth"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/httpapi"
@@ -49,6 +51,11 @@ type Config struct {
 	AllowedOrigins []string
 	// APIKey protects /api/* when set.
 	APIKey string
+	// AdminPassword, when set, serves the cluster dashboard (package
+	// admin) under /admin/, to the user "admin" with this password (HTTP
+	// Basic: serve it over TLS). Empty: /admin/ is the Page's, which
+	// answers 404 by default.
+	AdminPassword string
 	// NodeInterval is how often the node announces itself to the others
 	// (GET /api/nodes); a node that stops is forgotten after three
 	// intervals. Default DefaultNodeInterval.
@@ -149,6 +156,7 @@ type Server struct {
 	pusherAPI *pusher.API
 	webhooks  *pusher.Webhooks
 	api       *httpapi.Handler
+	admin     *admin.Handler // nil without Config.AdminPassword
 	origins   transport.OriginPolicy
 	web       http.Handler
 	log       *slog.Logger
@@ -242,6 +250,21 @@ func New(cfg Config) (*Server, error) {
 		Metrics:         metrics,
 		Nodes:           func(ctx context.Context) ([]json.RawMessage, error) { return s.nodes.nodes(ctx) },
 	})
+	if cfg.AdminPassword != "" {
+		// The dashboard's actions are the API's requests, behind the
+		// dashboard's password instead of the API key.
+		s.admin, err = admin.New(admin.Config{
+			Password: cfg.AdminPassword,
+			NodeID:   h.NodeID(),
+			Nodes:    s.nodes.nodes,
+			Channels: h.ClusterChannels,
+			API:      httpapi.New(httpapi.Config{Hub: h, MaxMessageBytes: cfg.MaxMessageBytes}),
+			Logger:   cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.httpS = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
@@ -309,6 +332,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.api.ServeHTTP(w, r)
 	case p == "/healthz", p == "/readyz", p == "/metrics":
 		s.api.ServeHTTP(w, r)
+	case s.admin != nil && (p == "/admin" || strings.HasPrefix(p, "/admin/")):
+		s.admin.ServeHTTP(w, r)
 	case p == "/dev/token" && len(s.cfg.DevTokenSecret) > 0:
 		if !s.origins.Check(r) {
 			protocol.WriteHTTPError(w, protocol.Errorf(protocol.CodeForbidden, "origin not allowed"))
@@ -324,6 +349,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // every client to move to another instance (spread over half the time ctx
 // leaves), closes what remains when ctx is done, and closes the broker.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.admin != nil {
+		// Open dashboards' feeds would hold http.Server.Shutdown until
+		// ctx ends: they end first.
+		s.admin.Close()
+	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.httpS.Shutdown(ctx) }()
 	s.nodes.close(ctx)

@@ -67,6 +67,7 @@ func TestConfigCheck(t *testing.T) {
 // as a file that config check takes and that sets the same options.
 func TestConfigPrint(t *testing.T) {
 	file := writeFile(t, "app.yaml", `max_subscriptions: 64
+admin_password: admin-password-value
 allowed_origins: https://a.example,https://b.example
 namespaces:
   chat: {history_size: 100, history_ttl: 1h, presence: true}
@@ -80,7 +81,7 @@ pusher:
 		t.Fatalf("exit code %d: %s", code, stderr.String())
 	}
 	out := stdout.String()
-	for _, secret := range []string{"api-key-value", "redis-password", "pusher-secret-value"} {
+	for _, secret := range []string{"api-key-value", "redis-password", "pusher-secret-value", "admin-password-value"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the secret %q is printed:\n%s", secret, out)
 		}
@@ -88,6 +89,7 @@ pusher:
 	for _, want := range []string{
 		"\nmax_subscriptions: 64\n",
 		"\napi_key: '***'\n",
+		"\nadmin_password: '***'\n",
 		"\nredis: \"redis://:xxxxx@127.0.0.1:1/0\"\n",
 		"\nallowed_origins: \"https://a.example,https://b.example\"\n",
 		"\n  chat: {history_size: 100, history_ttl: 1h, read_only: false, presence: true, join_leave: false}\n",

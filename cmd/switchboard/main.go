@@ -332,6 +332,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Warn("no --api-key: the HTTP API is open to anyone who can reach it")
 		}
 	}
+	if s.srv.AdminPassword != "" {
+		log.Info("cluster dashboard at /admin/ (user admin); HTTP Basic sends the password with every request: reach it over TLS only")
+	}
 	if s.devTokenSecret != "" {
 		log.Warn("--dev-token-secret: GET /dev/token gives anyone a token for every channel; never use it in production")
 	}

@@ -78,6 +78,7 @@ func declare(s *settings) []*option {
 		stringOpt(&s.addr, "addr", ":8080", "address to listen on (host:port)"),
 		listOpt(&s.srv.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed to connect and to call the API (* for all, https://*.example.com for subdomains); empty allows same-origin, loopback and file pages only: set it in production"),
 		secretOpt(stringOpt(&s.srv.APIKey, "api-key", "", "API key required as a bearer token on /api/*; empty leaves the API open (local development only)")),
+		secretOpt(stringOpt(&s.srv.AdminPassword, "admin-password", "", "serve the cluster dashboard at /admin/ to the user admin with this password (HTTP Basic: serve it over TLS); empty serves no dashboard")),
 		stringOpt(&s.srv.RawChannel, "raw-channel", raw.DefaultChannel, "channel of raw connections on /"),
 		intOpt(&s.srv.MaxMessageBytes, "max-message-bytes", transport.DefaultMaxMessageBytes, "largest message a client may send, in bytes (a compressed one once inflated); larger closes with 1009"),
 		boolOpt(&s.srv.Compression, "compression", "accept permessage-deflate from WebSocket clients that offer it: each message is compressed once for all its subscribers that negotiated it (no context takeover); costs CPU per message for bandwidth"),

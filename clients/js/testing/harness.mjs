@@ -169,6 +169,56 @@ export async function startServer(args = []) {
   return new ServerProcess(bin, port, args).start();
 }
 
+/**
+ * startRedis starts a redis-server on a free loopback port (no persistence,
+ * in a temporary directory), waits until it answers PING and returns
+ * {port, url, stop}. It is killed with the other processes when the test
+ * process exits. A missing redis-server is a failure with the install hint.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'switchboard-js-redis-'));
+  const bin = process.env.REDIS_SERVER || 'redis-server';
+  const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: 'ignore'
+  });
+  children.add(proc);
+  let failed = null;
+  proc.on('error', (err) => {
+    failed = new Error(`${bin}: ${err.message}; the tests need Redis: apt-get install -y redis-server`);
+  });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  exited.then(() => children.delete(proc));
+  const pong = () =>
+    new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      let got = '';
+      sock.setTimeout(1000, () => sock.destroy());
+      sock.on('error', () => resolve(false));
+      sock.on('close', () => resolve(got.startsWith('+PONG')));
+      sock.on('connect', () => sock.write('PING\r\n'));
+      sock.on('data', (d) => {
+        got += d;
+        if (got.includes('\r\n')) sock.end();
+      });
+    });
+  await waitFor(`redis-server on port ${port} to answer PING`, async () => {
+    if (failed) throw failed;
+    return pong();
+  }, { total: 10_000, step: 50 });
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}/0`,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
 /** helpText returns the output of `switchboard --help`. */
 export async function helpText() {
   const bin = await serverBinary();
