@@ -351,12 +351,13 @@ func (s *soakRun) run(ctx context.Context, pids []int) (Result, error) {
 			continue
 		}
 		// The restarted instance's own baseline: once least-connections
-		// has filled it again (or a minute on), before the next event.
+		// has filled it to its share again, as the others hold (or a
+		// minute on), before the next event.
 		if restarted >= 0 && nodes[restarted].Rebalanced == nil {
 			fair := float64(len(s.clients)) / float64(len(s.load))
 			nextSoon := len(events) > 0 && el+5*time.Second >= events[0].at
 			if !nextSoon && el+5*time.Second < cfg.Duration &&
-				(float64(s.loadOf(restarted)) >= 0.98*fair || time.Since(restartedAt) > time.Minute) {
+				(float64(s.loadOf(restarted)) >= fair-2 || time.Since(restartedAt) > time.Minute) {
 				samples, _ := s.checkpoint(instPID, false)
 				sm := samples[restarted]
 				nodes[restarted].Rebalanced = &sm
