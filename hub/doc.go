@@ -29,7 +29,9 @@
 // the channel's history while the live messages are held for the new
 // subscriber (channel.pending), so the reply's position, the recovered
 // messages and the live ones follow each other with no gap and no
-// duplicate. A per-channel sequencer (sequence.go) drops what the node
+// duplicate; history newer than what the node has delivered (a message in
+// the broker whose pub/sub copy is still on its way) is left to arrive
+// live, so that it is not sent twice. A per-channel sequencer (sequence.go) drops what the node
 // already delivered and fills from history the messages the node missed
 // while its broker subscription was down. Presence entries and join/leave
 // events (presence.go) go through the broker so that every node sees them.

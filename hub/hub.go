@@ -616,6 +616,19 @@ func (h *Hub) subscribeWithHistory(ctx context.Context, sh *shard, name string, 
 		found := len(res.Messages) > 0
 		recovered, before = &found, res.Messages
 	}
+	if ch.last.Epoch == res.Pos.Epoch && ch.last.Offset < res.Pos.Offset {
+		// History is ahead of this node: its newest messages are in the
+		// broker but their pub/sub copies have not reached the node yet
+		// (or a gap is being filled). The sequencer will deliver them to
+		// every live subscriber, c included, so c takes from history only
+		// what the node has delivered, and the rest live, in order.
+		for i, m := range before {
+			if m.Pos.Epoch == ch.last.Epoch && m.Pos.Offset > ch.last.Offset {
+				before = before[:i]
+				break
+			}
+		}
+	}
 	for _, m := range p.held {
 		if m.Pos.Epoch == res.Pos.Epoch && m.Pos.Offset <= res.Pos.Offset {
 			continue // already in the history read, or before the reply's position

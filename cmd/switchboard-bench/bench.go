@@ -20,7 +20,7 @@ import (
 // Config is one benchmark run. Zero fields take the defaults filled in by
 // (*Config).defaults.
 type Config struct {
-	Scenario    string        // broadcast, ramp, rooms, idle, connect
+	Scenario    string        // broadcast, ramp, rooms, idle, connect, soak
 	URLs        []string      // server instances, ws://host:port[/prefix]
 	Dialect     string        // raw, native, centrifugo, pusher
 	Channel     string        // default: "" (raw: "/", the server's default channel), else "bench"
@@ -57,10 +57,31 @@ type Config struct {
 	Conns  int           // default 1000
 	Settle time.Duration // idle: wait after connecting before reading RSS; default 2s
 
+	// soak (Duration defaults to 10m)
+	Clients           int           // native subscribers; default 5000
+	Channels          int           // channels with history, the clients spread over them; default 100
+	DeliveriesPerSec  float64       // in all; default 10000
+	ReconnectPercent  float64       // of the clients, dropped and reconnected each second; default 5, negative for none
+	Warmup            time.Duration // before the start figures; default Duration/10, at most 30s
+	RestartInstanceAt time.Duration // SIGTERM and restart the last instance; default Duration/3, negative for never
+	RestartRedisAt    time.Duration // SIGKILL and restart Redis; default 2*Duration/3, negative for never
+	RedisDowntime     time.Duration // how long Redis stays down; default 1s
+	Instances         int           // default 3
+	HistorySize       int           // the instances' --history-size; default 1000
+	ServerBin         string        // switchboard binary; default: go build ./cmd/switchboard
+	ServerArgs        []string      // more arguments for each instance
+	RedisBin          string        // default "redis-server"
+	RedisVolatile     bool          // run Redis without persistence (a restart loses history)
+
 	Log io.Writer // progress lines; default discard
 }
 
 func (c *Config) defaults() error {
+	if c.Scenario == "soak" {
+		if err := soakDefaults(c); err != nil {
+			return err
+		}
+	}
 	if c.Dialect == "" {
 		c.Dialect = "raw"
 	}

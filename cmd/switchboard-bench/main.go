@@ -14,6 +14,9 @@
 //	rooms      many channels with a few members each, every member also publishing
 //	idle       N idle connections; server memory per connection (VmRSS)
 //	connect    handshakes per second and handshake latency
+//	soak       a cluster for a long time under load and reconnect churn, an
+//	           instance and Redis restarted on the way: loss, recovery, and
+//	           goroutines, descriptors and heap per instance at start and end
 //	report     render an HTML report from JSON lines (--in results.jsonl --html out.html)
 //
 // Run "switchboard-bench --help" for the flags.
@@ -69,14 +72,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		jsonIn  string
 		label   string
 		quiet   bool
+		srvArgs listFlag
 	)
-	fs.StringVar(&cfg.Scenario, "scenario", scenario, "broadcast, ramp, rooms, idle, connect (or give it as the first argument)")
-	fs.Var(&urls, "url", "server instance `ws://host:port`; repeat or comma-separate for several (connections go round-robin)")
+	fs.StringVar(&cfg.Scenario, "scenario", scenario, "broadcast, ramp, rooms, idle, connect, soak (or give it as the first argument)")
+	fs.Var(&urls, "url", "server instance `ws://host:port`; repeat or comma-separate for several (connections go round-robin); soak: omit to let it start its own Redis and instances")
 	fs.StringVar(&cfg.Dialect, "dialect", "raw", "raw, native, centrifugo or pusher (Pusher subscribers at /app/{key}; a native publisher into the app's channel)")
 	fs.StringVar(&cfg.Channel, "channel", "", `channel (default: raw "/" = the server's default channel; native/centrifugo/pusher "bench")`)
 	fs.IntVar(&cfg.Subscribers, "subs", 100, "subscribers (broadcast, ramp)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "msg/s: the publisher's (broadcast; default 100) or each member's (rooms; default 1)")
-	fs.DurationVar(&cfg.Duration, "duration", 0, "publishing time (broadcast, rooms) or hold time (idle) (default 10s)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "publishing time (broadcast, rooms, soak) or hold time (idle) (default 10s; soak 10m)")
 	fs.IntVar(&cfg.Size, "size", 100, "message size in bytes")
 	fs.StringVar(&cfg.PublishURL, "publish-url", "", "publish through POST `http://host:port`/api/publish instead of a WebSocket")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "bearer token for --publish-url")
@@ -99,6 +103,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.RoomSize, "room-size", 5, "rooms: members per channel")
 	fs.IntVar(&cfg.Conns, "conns", 1000, "idle, connect: connections")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle: wait after connecting before reading RSS (default 2s)")
+	fs.IntVar(&cfg.Clients, "clients", 5000, "soak: native clients")
+	fs.IntVar(&cfg.Channels, "channels", 100, "soak: channels with history; the clients are spread over them")
+	fs.Float64Var(&cfg.DeliveriesPerSec, "deliveries-per-second", 10000, "soak: deliveries per second in all (the publish rate is this over the clients per channel)")
+	fs.Float64Var(&cfg.ReconnectPercent, "reconnect-percent", 5, "soak: percent of the clients that disconnect and reconnect (with since) each second; negative for none")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "soak: time before the start figures are taken (default a tenth of --duration, at most 30s)")
+	fs.DurationVar(&cfg.RestartInstanceAt, "restart-instance-at", 0, "soak: when to SIGTERM and restart the last instance (default a third of --duration; negative: never)")
+	fs.DurationVar(&cfg.RestartRedisAt, "restart-redis-at", 0, "soak: when to SIGKILL and restart Redis (default two thirds of --duration; negative: never)")
+	fs.DurationVar(&cfg.RedisDowntime, "redis-downtime", 0, "soak: how long Redis stays down (default 1s)")
+	fs.IntVar(&cfg.Instances, "instances", 3, "soak: switchboard instances to start")
+	fs.IntVar(&cfg.HistorySize, "history-size", 1000, "soak: the instances' --history-size")
+	fs.StringVar(&cfg.ServerBin, "server-bin", "", "soak: switchboard `binary` to run (default: go build ./cmd/switchboard)")
+	fs.Var(&srvArgs, "server-arg", "soak: one more argument for every instance, e.g. --server-arg=--write-delay=5ms (repeat)")
+	fs.StringVar(&cfg.RedisBin, "redis-bin", "redis-server", "soak: redis-server `binary`")
+	fs.BoolVar(&cfg.RedisVolatile, "redis-volatile", false, "soak: run Redis without persistence, so that its restart loses history (counted apart, as clients are told of it)")
 	fs.StringVar(&jsonOut, "json", "", "append results as JSON lines to `file` (- for stdout)")
 	fs.StringVar(&htmlOut, "html", "", "write an HTML report with charts to `file`")
 	fs.StringVar(&jsonIn, "in", "", "report: JSON lines `file` to render")
@@ -117,6 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runReport(jsonIn, htmlOut, stdout, stderr)
 	}
 	cfg.URLs = urls
+	cfg.ServerArgs = srvArgs
 	for _, p := range pids {
 		n, err := strconv.Atoi(p)
 		if err != nil || n <= 0 {

@@ -29,6 +29,13 @@ type conn struct {
 
 	id int // the last request id used; owned by the one goroutine publishing on c
 
+	// The soak scenario's client this connection belongs to, and what its
+	// subscribe reply said; set before the reader gets c, then read-only.
+	owner     *soakClient
+	target    int    // index of the instance c is connected to
+	recoverTo uint64 // offsets up to this (in recoverEp) were recovered, not live
+	recoverEp string
+
 	wmu  sync.Mutex // serializes writes (publisher and pong replies)
 	mask uint64     // mask key generator state; guarded by wmu
 }
@@ -56,9 +63,22 @@ type reader struct {
 	closeCodes  map[int]uint64
 	errors      uint64 // refused requests ("ok":false, centrifugo errors)
 	unparsed    uint64 // text frames that carried no payload
+	free        []int  // slots of r.conns whose connection closed, for add to reuse
 	buf         []byte
 	scratch     []byte
+
+	// onMessage, when set, handles every text message in place of the
+	// dialect's parsing; onClose, when set, hears of every connection the
+	// reader closes, with the server's close code (0: the connection just
+	// ended; closedByClient: drop). Both are called with r.mu held and are
+	// set before run starts. The soak scenario uses them.
+	onMessage func(c *conn, p []byte, now int64)
+	onClose   func(c *conn, code int)
 }
+
+// closedByClient is the close code recorded for a connection the load tool
+// itself closed (drop).
+const closedByClient = -1
 
 func newReader(dialect string, order bool, bufSize int, stop *atomic.Bool) (*reader, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -77,8 +97,17 @@ func (r *reader) add(c *conn) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.r = r
-	c.idx = len(r.conns)
-	r.conns = append(r.conns, c)
+	if n := len(r.free); n > 0 {
+		// Reuse a closed connection's slot: the soak scenario replaces
+		// connections all the time. No event of the old one can still
+		// come: it left the epoll set before it closed, and events of one
+		// wait are handled with r.mu held, as add is.
+		c.idx, r.free = r.free[n-1], r.free[:n-1]
+		r.conns[c.idx] = c
+	} else {
+		c.idx = len(r.conns)
+		r.conns = append(r.conns, c)
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd), Pad: int32(c.idx)}
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
 		return err
@@ -186,6 +215,10 @@ func (r *reader) process(c *conn, b []byte, now int64) {
 
 // message handles one text message.
 func (r *reader) message(c *conn, p []byte, now int64) {
+	if r.onMessage != nil {
+		r.onMessage(c, p, now)
+		return
+	}
 	switch r.dialect {
 	case "raw":
 		if seq, t, ok := parseRawPayload(p); ok {
@@ -278,6 +311,23 @@ func (r *reader) closeConn(c *conn, code int) {
 	c.wmu.Unlock()
 	r.disconnects++
 	r.closeCodes[code]++
+	r.free = append(r.free, c.idx)
+	if r.onClose != nil {
+		r.onClose(c, code)
+	}
+}
+
+// drop closes c from the client side: a close frame (1000), then the
+// socket, as a client that goes away does. It does nothing if c is closed.
+func (r *reader) drop(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.closed {
+		return
+	}
+	r.scratch = appendFrame(r.scratch[:0], opClose, []byte{0x03, 0xE8}, c.nextMask())
+	_ = c.write(r.scratch)
+	r.closeConn(c, closedByClient)
 }
 
 // closeAll closes every connection; call after run returned.

@@ -101,6 +101,9 @@ func writeTable(w io.Writer, results []Result) {
 		_ = tw.Flush()
 		fmt.Fprintln(w)
 	}
+	for i := range results {
+		writeSoakSummary(w, &results[i])
+	}
 }
 
 // writeJSONLines appends one JSON object per result to path ("-" is
@@ -206,6 +209,13 @@ td:first-child,td:nth-child(2){text-align:left}svg{background:#fff;border:1px so
 			fmt.Fprint(w, "</tr>\n")
 		}
 		fmt.Fprint(w, "</table>\n")
+	}
+	for i := range results {
+		if results[i].Soak != nil {
+			var b strings.Builder
+			writeSoakSummary(&b, &results[i])
+			fmt.Fprintf(w, "<h2>soak</h2><pre>%s</pre>\n", html.EscapeString(b.String()))
+		}
 	}
 
 	// The ramp: deliveries/s and p99 against the publish rate, a series

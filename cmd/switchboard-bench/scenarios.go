@@ -94,6 +94,8 @@ type Result struct {
 	SustainedRate          float64 `json:"sustained_rate,omitempty"`
 	SustainedDeliveriesSec float64 `json:"sustained_deliveries_per_s,omitempty"`
 	P99MaxMS               float64 `json:"p99_max_ms,omitempty"`
+
+	Soak *SoakReport `json:"soak,omitempty"`
 }
 
 func (e *env) base(r *Result) {
@@ -171,8 +173,10 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return runIdle(ctx, &cfg)
 	case "connect":
 		return runConnect(ctx, &cfg)
+	case "soak":
+		return runSoak(ctx, &cfg)
 	}
-	return nil, fmt.Errorf("unknown scenario %q (broadcast, ramp, rooms, idle, connect)", cfg.Scenario)
+	return nil, fmt.Errorf("unknown scenario %q (broadcast, ramp, rooms, idle, connect, soak)", cfg.Scenario)
 }
 
 func logf(cfg *Config, format string, args ...any) {
