@@ -267,21 +267,32 @@ func (s *Server) logTail() string {
 	return "\nredis.log:\n" + strings.Join(lines[max(0, len(lines)-10):], "\n")
 }
 
-// ping sends PING (after AUTH when a password is set) and expects PONG: a
-// Redis still loading its data answers -LOADING instead.
-func (s *Server) ping() error {
+// dial connects to the server for one short exchange (a second at most),
+// authenticated when a password is set.
+func (s *Server) dial() (net.Conn, *bufio.Reader, error) {
 	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
 	r := bufio.NewReader(conn)
 	if s.opts.Password != "" {
 		if err := command(conn, r, "AUTH", s.opts.Password); err != nil {
-			return err
+			conn.Close()
+			return nil, nil, err
 		}
 	}
+	return conn, r, nil
+}
+
+// ping sends PING and expects PONG: a
+// Redis still loading its data answers -LOADING instead.
+func (s *Server) ping() error {
+	conn, r, err := s.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	return command(conn, r, "PING")
 }
 
@@ -289,18 +300,11 @@ func (s *Server) ping() error {
 // nodes.conf keeps them across restarts), and reports whether the node
 // says its cluster is up. Called with s.mu held.
 func (s *Server) clusterUp() error {
-	conn, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	conn, r, err := s.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	r := bufio.NewReader(conn)
-	if s.opts.Password != "" {
-		if err := command(conn, r, "AUTH", s.opts.Password); err != nil {
-			return err
-		}
-	}
 	if !s.slotted {
 		if err := command(conn, r, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); err != nil {
 			return fmt.Errorf("CLUSTER ADDSLOTSRANGE: %w", err)
