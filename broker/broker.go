@@ -153,6 +153,46 @@ type Readier interface {
 	Ready() error
 }
 
+// Shard is one part of a broker's backend that can fail on its own: one
+// Redis of several (--redis-shards), one primary of a Redis Cluster.
+type Shard struct {
+	// Name identifies the shard in logs, metrics and /readyz: its index
+	// among the broker's shards, or its node's address.
+	Name string
+	// Addr is the address the broker reaches the shard at (never with a
+	// password).
+	Addr string
+	// Err is nil while the shard can be reached, and otherwise why not
+	// (wrapping ErrUnavailable).
+	Err error
+}
+
+// ShardReadier is implemented by brokers whose backend is made of shards
+// that fail independently. Their Ready fails only when no shard can be
+// reached; ReadyFor tells whether the shard that owns a channel can, so
+// that a node refuses only the publishes and subscribes that cannot
+// succeed while the other channels keep working.
+type ShardReadier interface {
+	Readier
+	// ReadyFor returns nil while the shard that owns channel can be
+	// reached, and otherwise an error wrapping ErrUnavailable.
+	ReadyFor(channel string) error
+	// Shards returns the state of every shard, in a stable order.
+	Shards() []Shard
+}
+
+// ChannelStateHandler may be implemented by the Handler given to Start, to
+// learn that some channels lost their subscriptions and got them back (the
+// shard that owns them went away, or a slot moved) while the broker's other
+// channels kept theirs. It follows StateHandler's rules for those channels:
+// ChannelsLost once when they break, ChannelsRestored once they are all
+// subscribed again; the calls must not block and are never concurrent with
+// each other or with StateHandler's. The slices are the handler's to keep.
+type ChannelStateHandler interface {
+	ChannelsLost(channels []string, err error)
+	ChannelsRestored(channels []string)
+}
+
 // HistoryRequest selects messages from a channel's history.
 type HistoryRequest struct {
 	// Since, when not nil, asks for the messages after this position, oldest

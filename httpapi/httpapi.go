@@ -405,7 +405,8 @@ func (h *Handler) unsubscribeUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-// readyz answers 200 while the node is ready, and 503 otherwise, with why
+// readyz answers 200 while the node is ready (listing the broker's shards
+// that are down, if any), and 503 otherwise, with why
 // in the message: unlike a client's errors it carries the broker's own
 // error (what it cannot reach, what it was told), for the operator who
 // reads a probe's output. It never holds a password: brokers name their
@@ -415,7 +416,27 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocol.Errorf(hub.ErrorOf(err).Code, "not ready: "+err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := readyBody{Status: "ready"}
+	for _, sh := range h.cfg.Hub.BrokerShards() {
+		if sh.Err != nil {
+			body.Unavailable = append(body.Unavailable, shardState{Name: sh.Name, Addr: sh.Addr, Error: sh.Err.Error()})
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// readyBody is /readyz's answer while the node is ready. A node whose
+// broker is sharded stays ready while one shard is up; the shards it cannot
+// reach are listed, and only their channels' publishes fail.
+type readyBody struct {
+	Status      string       `json:"status"`
+	Unavailable []shardState `json:"unavailable_shards,omitempty"`
+}
+
+type shardState struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	Error string `json:"error"`
 }
 
 type errorBody struct {

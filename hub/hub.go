@@ -171,6 +171,9 @@ type Hub struct {
 	pres    broker.Presencer
 	counter broker.NodeCounter
 	readier broker.Readier
+	// sharded is the broker when its shards fail apart: publishes then
+	// ask only the channel's own shard.
+	sharded broker.ShardReadier
 
 	ns atomic.Pointer[namespaces] // the namespace options in force
 
@@ -260,6 +263,7 @@ func New(cfg Config) (*Hub, error) {
 	h.pres, _ = cfg.Broker.(broker.Presencer)
 	h.counter, _ = cfg.Broker.(broker.NodeCounter)
 	h.readier, _ = cfg.Broker.(broker.Readier)
+	h.sharded, _ = cfg.Broker.(broker.ShardReadier)
 	if _, err := ParseRule(string(cfg.DefaultRule), false); err != nil {
 		return nil, err
 	}
@@ -350,6 +354,28 @@ func (h *Hub) Ready() error {
 	return nil
 }
 
+// readyFor returns nil while the broker can publish to channel: the
+// channel's own shard is up for a sharded broker, the broker is ready for
+// any other.
+func (h *Hub) readyFor(channel string) error {
+	switch {
+	case h.sharded != nil:
+		return h.sharded.ReadyFor(channel)
+	case h.readier != nil:
+		return h.readier.Ready()
+	}
+	return nil
+}
+
+// BrokerShards returns the state of the broker's shards, or nil when its
+// backend is not sharded (broker.ShardReadier).
+func (h *Hub) BrokerShards() []broker.Shard {
+	if h.sharded == nil {
+		return nil
+	}
+	return h.sharded.Shards()
+}
+
 // Closing reports whether Shutdown has begun.
 func (h *Hub) Closing() bool { return h.closing.Load() }
 
@@ -431,11 +457,9 @@ func (h *Hub) deliverLocked(ch *channel, m broker.Message) {
 // one), Publish fails at once: a message this node's own subscribers could
 // miss is refused rather than acknowledged.
 func (h *Hub) Publish(ctx context.Context, channel string, data []byte, options ...PublishOption) (broker.Position, error) {
-	if h.readier != nil {
-		if err := h.readier.Ready(); err != nil {
-			h.stats.publishErrors.Add(1)
-			return broker.Position{}, err
-		}
+	if err := h.readyFor(channel); err != nil {
+		h.stats.publishErrors.Add(1)
+		return broker.Position{}, err
 	}
 	opts := h.options(channel).publishOptions()
 	for _, o := range options {

@@ -97,12 +97,43 @@ func (h *Hub) SubscriptionsLost(err error) {
 // without waiting for the next message to reveal the gap. At most
 // restoreFills history reads run at once.
 func (h *Hub) SubscriptionsRestored() {
+	n := h.fillChannels(nil)
+	h.log.Info("broker subscriptions restored", "channels_with_history", n)
+}
+
+// ChannelsLost is called by a sharded broker when some channels lost their
+// subscriptions (broker.ChannelStateHandler): their messages may miss this
+// node until ChannelsRestored.
+func (h *Hub) ChannelsLost(channels []string, err error) {
+	h.log.Warn("broker subscriptions lost for some channels; clients stay connected", "channels", len(channels), "err", err)
+}
+
+// ChannelsRestored is called once a sharded broker has the channels
+// subscribed again; those with history fill their gap as after
+// SubscriptionsRestored.
+func (h *Hub) ChannelsRestored(channels []string) {
+	only := make(map[string]struct{}, len(channels))
+	for _, c := range channels {
+		only[c] = struct{}{}
+	}
+	n := h.fillChannels(only)
+	h.log.Info("broker subscriptions restored for some channels", "channels", len(channels), "channels_with_history", n)
+}
+
+// fillChannels starts filling, from history, the gap of every channel with
+// history (of those in only, when not nil) and returns how many it started.
+func (h *Hub) fillChannels(only map[string]struct{}) int {
 	var names []string
 	var froms []broker.Position
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
 		for name, ch := range sh.channels {
+			if only != nil {
+				if _, ok := only[name]; !ok {
+					continue
+				}
+			}
 			if ch.last.Epoch != "" && !ch.filling {
 				ch.filling = true
 				names = append(names, name)
@@ -111,9 +142,8 @@ func (h *Hub) SubscriptionsRestored() {
 		}
 		sh.mu.Unlock()
 	}
-	h.log.Info("broker subscriptions restored", "channels_with_history", len(names))
 	if len(names) == 0 {
-		return
+		return 0
 	}
 	h.bg.Add(len(names))
 	go func() {
@@ -126,6 +156,7 @@ func (h *Hub) SubscriptionsRestored() {
 			}()
 		}
 	}()
+	return len(names)
 }
 
 // restoreFills bounds the history reads after the broker's subscriptions

@@ -375,17 +375,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// buildInfo returns the server's own metrics: its build, and the broker
-// latency its node announcements measure.
+// buildInfo returns the server's own metrics: its build, the broker
+// latency its node announcements measure, and whether each of the broker's
+// shards is up.
 func (s *Server) buildInfo() []hub.Metric {
 	v := s.cfg.Version
 	if v == "" {
 		v = "unknown"
 	}
-	return []hub.Metric{
+	m := []hub.Metric{
 		{Name: "switchboard_build_info", Kind: "gauge", Help: "Always 1; its labels are the release the node runs and the Go release that built it.",
 			Value: 1, Labels: [][2]string{{"version", v}, {"go", runtime.Version()}}},
 		{Name: "switchboard_broker_latency_seconds", Kind: "gauge", Help: "How long the node's last announcement to the cluster took through the broker (two round trips; every second).",
 			Value: time.Duration(s.nodes.brokerLatency.Load()).Seconds()},
 	}
+	for _, sh := range s.hub.BrokerShards() {
+		up := 1.0
+		if sh.Err != nil {
+			up = 0
+		}
+		m = append(m, hub.Metric{Name: "switchboard_broker_shard_up", Kind: "gauge", Help: "1 while the node reaches this shard of its broker (one Redis of --redis-shards, one Redis Cluster primary), 0 while it cannot: that shard's channels cannot be published to.",
+			Value: up, Labels: [][2]string{{"shard", sh.Name}, {"addr", sh.Addr}}})
+	}
+	return m
 }
