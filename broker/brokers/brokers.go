@@ -4,6 +4,7 @@
 package brokers
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -11,7 +12,63 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/broker/redis"
+	"github.com/switchboard-rt/switchboard/broker/sharded"
 )
+
+// Options choose a broker for OpenWith. The zero value is the in-process
+// broker.
+type Options struct {
+	// URL names one broker, as for Open. Empty with Shards empty is the
+	// in-process broker.
+	URL string
+	// Shards are the URLs of several standalone Redis servers that share
+	// the channels by a consistent hash (see broker/sharded); every node
+	// must list them in the same order. It excludes URL.
+	Shards []string
+	// Prefix starts every Redis key and pub/sub channel, so that several
+	// applications can share one Redis without seeing each other's
+	// messages. Empty means "sb". Only A-Z a-z 0-9 _ - . : a ':' or a
+	// glob character would let one prefix's names match another's. The
+	// in-process broker has no use for it.
+	Prefix string
+	// Logger receives the broker's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// OpenWith returns the broker o chooses, not yet started. Like Open it
+// fails only on options it cannot use (URL and Shards both set, a bad
+// prefix, a malformed or repeated URL); it does not connect.
+func OpenWith(o Options) (broker.Broker, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := checkPrefix(o.Prefix); err != nil {
+		return nil, err
+	}
+	if len(o.Shards) == 0 {
+		return open(o.URL, o.Prefix, o.Logger)
+	}
+	if o.URL != "" {
+		return nil, errors.New("brokers: give either one broker URL or several Redis shards, not both")
+	}
+	for _, u := range o.Shards {
+		if scheme, _, _ := strings.Cut(u, ":"); !strings.EqualFold(scheme, "redis") && !strings.EqualFold(scheme, "rediss") {
+			return nil, fmt.Errorf("brokers: shard %q: want redis:// or rediss:// URLs", scheme+":")
+		}
+	}
+	return sharded.NewRedis(o.Shards, redis.Config{Prefix: o.Prefix, Logger: o.Logger.With("component", "redis")})
+}
+
+// checkPrefix refuses a Redis prefix that could make one application's
+// keys or channels match another's.
+func checkPrefix(p string) error {
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return fmt.Errorf("brokers: prefix %q: use only A-Z a-z 0-9 _ - . (a %q would let its keys mix with another prefix's)", p, r)
+		}
+	}
+	return nil
+}
 
 // Open returns the broker a URL names, not yet started:
 //
@@ -26,18 +83,32 @@ func Open(url string, log *slog.Logger) (broker.Broker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	return open(url, "", log)
+}
+
+// open opens the broker url names, with a Redis prefix.
+func open(url, prefix string, log *slog.Logger) (broker.Broker, error) {
 	scheme, _, _ := strings.Cut(url, ":")
 	switch strings.ToLower(scheme) {
 	case "", "memory":
 		return memory.New(memory.Config{}), nil
 	case "redis", "rediss":
-		b, err := redis.New(redis.Config{URL: url, Logger: log.With("component", "redis")})
+		b, err := redis.New(redis.Config{URL: url, Prefix: prefix, Logger: log.With("component", "redis")})
 		if err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
 	return nil, fmt.Errorf("brokers: unknown broker %q: want memory:, redis:// or rediss://", scheme+":")
+}
+
+// Name returns the kind of broker o chooses, for logs: "sharded redis", or
+// Name of its URL.
+func (o Options) Name() string {
+	if len(o.Shards) > 0 {
+		return "sharded redis"
+	}
+	return Name(o.URL)
 }
 
 // Name returns the kind of broker a URL names, for logs: "memory" or
