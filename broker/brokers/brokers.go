@@ -59,12 +59,15 @@ func OpenWith(o Options) (broker.Broker, error) {
 	return sharded.NewRedis(o.Shards, redis.Config{Prefix: o.Prefix, Logger: o.Logger.With("component", "redis")})
 }
 
+// ErrPrefix is wrapped by OpenWith's error for a Redis prefix it refuses.
+var ErrPrefix = errors.New("brokers: bad Redis prefix")
+
 // checkPrefix refuses a Redis prefix that could make one application's
 // keys or channels match another's.
 func checkPrefix(p string) error {
 	for _, r := range p {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return fmt.Errorf("brokers: prefix %q: use only A-Z a-z 0-9 _ - . (a %q would let its keys mix with another prefix's)", p, r)
+			return fmt.Errorf("%w %q: use only A-Z a-z 0-9 _ - . (a %q would let its keys mix with another prefix's)", ErrPrefix, p, r)
 		}
 	}
 	return nil

@@ -61,8 +61,8 @@ func TestOpenWith(t *testing.T) {
 		{"both", Options{URL: "redis://127.0.0.1:1", Shards: []string{"redis://127.0.0.1:2"}}, "not both"},
 		{"shard not redis", Options{Shards: []string{"memory:"}}, `shard "memory:"`},
 		{"same shard twice", Options{Shards: []string{"redis://127.0.0.1:1", "redis://127.0.0.1:1/2"}}, "both 127.0.0.1:1"},
-		{"prefix with a colon", Options{URL: "redis://127.0.0.1:1", Prefix: "a:b"}, `prefix "a:b"`},
-		{"prefix with a glob", Options{Shards: []string{"redis://127.0.0.1:1"}, Prefix: "a*"}, `prefix "a*"`},
+		{"prefix with a colon", Options{URL: "redis://127.0.0.1:1", Prefix: "a:b"}, `bad Redis prefix "a:b"`},
+		{"prefix with a glob", Options{Shards: []string{"redis://127.0.0.1:1"}, Prefix: "a*"}, `bad Redis prefix "a*"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -297,9 +297,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// A URL that cannot be parsed is a mistake in the options; a broker
 	// that cannot be reached is not: it connects by itself, and /readyz
 	// says why it is not ready until then.
-	b, err := brokers.Open(s.redisURL, log)
+	bo := brokers.Options{URL: s.redisURL, Shards: s.redisShards, Prefix: s.redisPrefix, Logger: log}
+	if s.redisURL != "" && len(s.redisShards) > 0 {
+		fmt.Fprintln(stderr, "switchboard: --redis and --redis-shards exclude each other: give one Redis (or a cluster) with --redis, or several standalone ones with --redis-shards")
+		return 2
+	}
+	b, err := brokers.OpenWith(bo)
 	if err != nil {
-		fmt.Fprintln(stderr, "switchboard: --redis:", err)
+		opt := "--redis"
+		switch {
+		case errors.Is(err, brokers.ErrPrefix):
+			opt = "--redis-prefix"
+		case len(s.redisShards) > 0:
+			opt = "--redis-shards"
+		}
+		fmt.Fprintf(stderr, "switchboard: %s: %v\n", opt, err)
 		return 2
 	}
 	s.srv.Hub.Broker = b
@@ -353,7 +365,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One line says where the server is: on stdout for people and scripts,
 	// and as a log record too only for collectors (JSON logs).
 	if s.logFormat == "json" {
-		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.redisURL))
+		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", bo.Name())
 	}
 	// The address comes first and alone: scripts read it (e2e/harness_test.go).
 	where := ""
@@ -361,7 +373,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		where = "all interfaces; "
 	}
 	fmt.Fprintf(stdout, "switchboard listening on %s (%snode %s, %s broker): open http://%s/\n",
-		ln.Addr(), where, srv.Hub().NodeID(), brokers.Name(s.redisURL), pageHost(ln.Addr()))
+		ln.Addr(), where, srv.Hub().NodeID(), bo.Name(), pageHost(ln.Addr()))
 
 	if s.debugAddr != "" {
 		stopDebug, err := serveDebug(s.debugAddr, log)

@@ -380,3 +380,38 @@ func TestRunBadRedisURL(t *testing.T) {
 		})
 	}
 }
+
+// --redis-shards and --redis exclude each other, and a bad shard URL or
+// prefix stops the binary at once, like a bad --redis URL, naming its
+// option and never a password.
+func TestRunBadRedisShards(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"both", []string{"--redis", "redis://127.0.0.1:1", "--redis-shards", "redis://127.0.0.1:2,redis://127.0.0.1:3"},
+			"switchboard: --redis and --redis-shards exclude each other: give one Redis (or a cluster) with --redis, or several standalone ones with --redis-shards"},
+		{"bad shard", []string{"--redis-shards", "redis://127.0.0.1:2,redis://:s3cret@[bad"},
+			"switchboard: --redis-shards: sharded: shard 1: redis: parse URL: missing ']' in host"},
+		{"same shard twice", []string{"--redis-shards", "redis://127.0.0.1:2,redis://:s3cret@127.0.0.1:2/1"},
+			"switchboard: --redis-shards: sharded: shards 0 and 1 are both 127.0.0.1:2"},
+		{"not redis", []string{"--redis-shards", "memory:,redis://127.0.0.1:2"},
+			`switchboard: --redis-shards: brokers: shard "memory:": want redis:// or rediss:// URLs`},
+		{"bad prefix", []string{"--redis", "redis://127.0.0.1:1", "--redis-prefix", "app:1"},
+			`switchboard: --redis-prefix: brokers: bad Redis prefix "app:1": use only A-Z a-z 0-9 _ - . (a ':' would let its keys mix with another prefix's)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), append([]string{"--addr", "127.0.0.1:0"}, tc.args...), &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if got := stderr.String(); got != tc.want+"\n" {
+				t.Errorf("stderr:\n%s\nwant the one line:\n%s", got, tc.want)
+			}
+		})
+	}
+}
