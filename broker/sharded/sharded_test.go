@@ -41,8 +41,8 @@ func newBroker(t *testing.T, srvs []*redistest.Server) *Broker {
 	}
 	b, err := NewRedis(urls, redis.Config{
 		Logger:         slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Timeout:        500 * time.Millisecond,
-		HealthInterval: 50 * time.Millisecond,
+		Timeout:        time.Second,
+		HealthInterval: 200 * time.Millisecond, // a ping may take 400ms on a loaded machine
 		ReconnectDelay: 50 * time.Millisecond,
 	})
 	if err != nil {
