@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -244,5 +246,90 @@ func TestReadyzSaysWhy(t *testing.T) {
 	}
 	if status, code, msg := get(); status != 503 || code != "unavailable" || msg != "not ready: hub: shutting down" {
 		t.Errorf("/readyz while shutting down: %d %s %q", status, code, msg)
+	}
+}
+
+// twoShards is a memory broker that plays a backend of two shards, either
+// of which can be down: shard 1 owns the channels whose names start with
+// "s1".
+type twoShards struct {
+	*memory.Broker
+	mu   sync.Mutex
+	down [2]bool // guarded by mu
+}
+
+func (b *twoShards) setDown(i int, down bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down[i] = down
+}
+
+func (b *twoShards) Shards() []broker.Shard {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]broker.Shard, 2)
+	for i := range out {
+		out[i] = broker.Shard{Name: fmt.Sprint(i), Addr: fmt.Sprintf("10.0.0.%d:6379", i+1)}
+		if b.down[i] {
+			out[i].Err = fmt.Errorf("test: shard %d: %w: connection refused", i, broker.ErrUnavailable)
+		}
+	}
+	return out
+}
+
+func (b *twoShards) ReadyFor(channel string) error {
+	i := 0
+	if strings.HasPrefix(channel, "s1") {
+		i = 1
+	}
+	return b.Shards()[i].Err
+}
+
+func (b *twoShards) Ready() error {
+	sh := b.Shards()
+	if sh[0].Err != nil && sh[1].Err != nil {
+		return fmt.Errorf("test: no shard is ready: %w", errors.Join(sh[0].Err, sh[1].Err))
+	}
+	return nil
+}
+
+// With a sharded broker, /readyz stays 200 while one shard is up, listing
+// the shards that are down, and the API refuses only the publishes to a
+// down shard's channels; with every shard down it is 503.
+func TestReadyzListsUnavailableShards(t *testing.T) {
+	t.Parallel()
+	b := &twoShards{Broker: memory.New(memory.Config{})}
+	hb, err := hub.New(hub.Config{Broker: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hb.Shutdown(context.Background()) })
+	h := New(Config{Hub: hb})
+	do := func(method, path, body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+		return rec
+	}
+	if rec := do("GET", "/readyz", ""); rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"status":"ready"}` {
+		t.Errorf("/readyz with every shard up: %d %s", rec.Code, rec.Body)
+	}
+	b.setDown(1, true)
+	rec := do("GET", "/readyz", "")
+	want := `{"status":"ready","unavailable_shards":[{"name":"1","addr":"10.0.0.2:6379","error":"test: shard 1: broker: unavailable: connection refused"}]}`
+	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != want {
+		t.Errorf("/readyz with shard 1 down: %d %s\nwant 200 %s", rec.Code, rec.Body, want)
+	}
+	if rec := do("POST", "/api/publish", `{"channel":"s1-room","data":1}`); rec.Code != 503 || !strings.Contains(rec.Body.String(), `"unavailable"`) {
+		t.Errorf("publish to the down shard: %d %s, want 503 unavailable", rec.Code, rec.Body)
+	}
+	if rec := do("POST", "/api/publish", `{"channel":"s0-room","data":1}`); rec.Code != 200 {
+		t.Errorf("publish to the live shard: %d %s, want 200", rec.Code, rec.Body)
+	}
+	b.setDown(0, true)
+	if rec := do("GET", "/readyz", ""); rec.Code != 503 || !strings.Contains(rec.Body.String(), "no shard is ready") {
+		t.Errorf("/readyz with every shard down: %d %s, want 503", rec.Code, rec.Body)
 	}
 }
