@@ -470,7 +470,7 @@ func (m *member) SubscriptionsLost(err error) {
 	m.lost = true
 	err = m.wrap(err)
 	chs := m.channels()
-	b.log.Warn("sharded: shard lost", "shard", m.name, "addr", m.addr, "channels", len(chs), "err", err)
+	b.log.Debug("sharded: shard lost", "shard", m.name, "addr", m.addr, "channels", len(chs), "err", err)
 	switch {
 	case b.chState != nil:
 		b.chState.ChannelsLost(chs, err)
@@ -493,7 +493,7 @@ func (m *member) SubscriptionsRestored() {
 	}
 	m.lost = false
 	chs := m.channels()
-	b.log.Info("sharded: shard restored", "shard", m.name, "addr", m.addr, "channels", len(chs))
+	b.log.Debug("sharded: shard restored", "shard", m.name, "addr", m.addr, "channels", len(chs))
 	switch {
 	case b.chState != nil:
 		b.chState.ChannelsRestored(chs)
