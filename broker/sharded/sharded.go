@@ -355,7 +355,7 @@ func (b *Broker) SetNodeChannels(ctx context.Context, node string, counts map[st
 	for ch, n := range counts {
 		parts[b.of(ch)][ch] = n
 	}
-	errs := b.each(func(m *member) error { return m.b.SetNodeChannels(ctx, node, parts[m], ttl) })
+	errs := b.each(func(_ int, m *member) error { return m.b.SetNodeChannels(ctx, node, parts[m], ttl) })
 	return b.unlessSome(errs)
 }
 
@@ -364,8 +364,7 @@ func (b *Broker) SetNodeChannels(ctx context.Context, node string, counts map[st
 // from the result meanwhile.
 func (b *Broker) ClusterChannels(ctx context.Context) (map[string]int, error) {
 	sums := make([]map[string]int, len(b.shards))
-	errs := b.each(func(m *member) error {
-		i, _ := strconv.Atoi(m.name)
+	errs := b.each(func(i int, m *member) error {
 		var err error
 		sums[i], err = m.b.ClusterChannels(ctx)
 		return err
@@ -384,15 +383,15 @@ func (b *Broker) ClusterChannels(ctx context.Context) (map[string]int, error) {
 
 // each calls f for every shard in parallel and returns their errors, by
 // shard index.
-func (b *Broker) each(f func(m *member) error) []error {
+func (b *Broker) each(f func(i int, m *member) error) []error {
 	errs := make([]error, len(b.shards))
 	if len(b.shards) == 1 {
-		errs[0] = f(b.shards[0])
+		errs[0] = f(0, b.shards[0])
 		return errs
 	}
 	var wg sync.WaitGroup
 	for i, m := range b.shards {
-		wg.Go(func() { errs[i] = f(m) })
+		wg.Go(func() { errs[i] = f(i, m) })
 	}
 	wg.Wait()
 	return errs
@@ -447,7 +446,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	for i, err := range b.each(func(m *member) error { return m.b.Close(ctx) }) {
+	for i, err := range b.each(func(_ int, m *member) error { return m.b.Close(ctx) }) {
 		if err != nil {
 			errs = append(errs, b.shards[i].wrap(err))
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/brokertest"
+	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
@@ -413,4 +415,59 @@ func (s *stateRecorder) get() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return strings.Join(s.calls, ",")
+}
+
+// refusing is an in-process backend whose Subscribe fails while refuse is
+// set.
+type refusing struct {
+	*memory.Broker
+	refuse atomic.Bool
+}
+
+func (r *refusing) Subscribe(ctx context.Context, channels ...string) error {
+	if r.refuse.Load() {
+		return fmt.Errorf("test: %w", broker.ErrUnavailable)
+	}
+	return r.Broker.Subscribe(ctx, channels...)
+}
+
+// A Subscribe over two shards, one of which fails, fails and leaves no
+// channel it added subscribed on the other; channels subscribed before
+// stay.
+func TestSubscribeUndoesPartialFailure(t *testing.T) {
+	ctx := context.Background()
+	good, bad := memory.New(memory.Config{}), &refusing{Broker: memory.New(memory.Config{})}
+	b, err := New(Config{Shards: []Shard{{Broker: good, Addr: "m0"}, {Broker: bad, Addr: "m1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	rec := newRecorder()
+	if err := b.Start(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	on0, on1 := channelsOn(0, 2, 2, "c"), channelsOn(1, 2, 1, "c")
+	if err := b.Subscribe(ctx, on0[0]); err != nil {
+		t.Fatal(err)
+	}
+	bad.refuse.Store(true)
+	err = b.Subscribe(ctx, on0[0], on0[1], on1[0])
+	if !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), "shard 1 (m1)") {
+		t.Fatalf("Subscribe with shard 1 refusing: %v", err)
+	}
+	for _, ch := range []string{on0[0], on0[1], on1[0]} {
+		if _, err := b.Publish(ctx, ch, []byte(`"x"`), broker.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The memory broker delivers synchronously within Publish.
+	if got := len(rec.get(on0[0])); got != 1 {
+		t.Errorf("%s, subscribed before: %d messages, want 1", on0[0], got)
+	}
+	if got := len(rec.get(on0[1])) + len(rec.get(on1[0])); got != 0 {
+		t.Errorf("channels of the failed Subscribe got %d messages, want 0", got)
+	}
+	if got := b.Shards(); got[0].Err != nil || got[1].Addr != "m1" {
+		t.Errorf("Shards() = %+v", got)
+	}
 }
