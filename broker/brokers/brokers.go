@@ -1,6 +1,8 @@
-// Package brokers opens a broker from its URL: the one place that knows
-// every broker the project has, so that a program (the switchboard binary,
-// a test, an embedding program) chooses one with a string.
+// Package brokers opens a broker from its URL (Open), or from Options that
+// may also list several Redis shards and a key prefix (OpenWith): the one
+// place that knows every broker the project has, so that a program (the
+// switchboard binary, a test, an embedding program) chooses one with a
+// string or two.
 package brokers
 
 import (

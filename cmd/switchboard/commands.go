@@ -199,7 +199,7 @@ func (s *settings) print(w io.Writer) {
 func shown(o *option) string {
 	v := o.value.String()
 	if o.secret && v != "" {
-		if o.name == "redis" {
+		if o.name == "redis" || o.name == "redis-shards" {
 			return yamlScalar(maskURL(v))
 		}
 		return masked

@@ -91,6 +91,7 @@ pusher:
 		"\napi_key: '***'\n",
 		"\nadmin_password: '***'\n",
 		"\nredis: \"redis://:xxxxx@127.0.0.1:1/0\"\n",
+		"\nredis_prefix: sb\n",
 		"\nallowed_origins: \"https://a.example,https://b.example\"\n",
 		"\n  chat: {history_size: 100, history_ttl: 1h, read_only: false, presence: true, join_leave: false}\n",
 		"secret: '***'",
@@ -133,6 +134,26 @@ func TestHealthcheck(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), []string{"healthcheck", tc.url}, &stdout, &stderr); code != tc.code {
 			t.Errorf("healthcheck %s: exit code %d, want %d (%s%s)", tc.url, code, tc.code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// The passwords of --redis-shards URLs are masked like --redis's, and the
+// printed list parses back.
+func TestConfigPrintMasksShards(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	args := []string{"config", "print", "--redis-shards", "redis://:shard-password@127.0.0.1:1,redis://127.0.0.1:2", "--redis-prefix", "app1"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "shard-password") {
+		t.Errorf("a shard's password is printed:\n%s", out)
+	}
+	for _, want := range []string{"\nredis_shards: \"redis://:xxxxx@127.0.0.1:1,redis://127.0.0.1:2\"\n", "\nredis_prefix: app1\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
 		}
 	}
 }

@@ -169,6 +169,8 @@ func (s *settings) validate() error {
 		return errors.New("--http-header-timeout, --http-read-timeout and --http-idle-timeout must be positive")
 	case s.srv.HTTP.MaxHeaderBytes < 1024:
 		return errors.New("--http-max-header-bytes must be at least 1024")
+	case s.redisURL != "" && len(s.redisShards) > 0:
+		return errors.New("--redis and --redis-shards exclude each other: give one Redis (or a cluster) with --redis, or several standalone ones with --redis-shards")
 	}
 	return nil
 }
@@ -298,10 +300,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// that cannot be reached is not: it connects by itself, and /readyz
 	// says why it is not ready until then.
 	bo := brokers.Options{URL: s.redisURL, Shards: s.redisShards, Prefix: s.redisPrefix, Logger: log}
-	if s.redisURL != "" && len(s.redisShards) > 0 {
-		fmt.Fprintln(stderr, "switchboard: --redis and --redis-shards exclude each other: give one Redis (or a cluster) with --redis, or several standalone ones with --redis-shards")
-		return 2
-	}
 	b, err := brokers.OpenWith(bo)
 	if err != nil {
 		opt := "--redis"
