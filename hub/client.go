@@ -59,6 +59,10 @@ type Client struct {
 	// flushed by the hub's writer pool. Asserting c.t where it is needed
 	// keeps the client a word smaller than holding the interface twice.
 	try bool
+	// window is how long, in milliseconds, the writer pool lets the
+	// client's frames gather after a write when the write delay adapts
+	// (see writerPool); owned by whoever owns the flush.
+	window uint8
 	// dueIndex is the client's index in the pool's heap of delayed
 	// clients, -1 outside; guarded by the pool's mu.
 	dueIndex int32
@@ -232,8 +236,12 @@ func (c *Client) flushNow() (again bool) {
 	}
 	frames := len(batch)
 	n, err := tw.TryWriteFrames(batch)
-	if c.hub.writers.delay > 0 {
-		c.lastWrite = monotime()
+	if p := &c.hub.writers; p.batching() {
+		now := monotime()
+		if p.auto && c.lastWrite != 0 {
+			c.window = autoWindow(c.window, frames, now-c.lastWrite)
+		}
+		c.lastWrite = now
 	}
 	c.hub.stats.writes.Add(1)
 	if err == nil && n < total {
