@@ -54,11 +54,11 @@ func tableRows(results []Result) map[string][][]string {
 				pass = map[bool]string{true: "pass", false: "FAIL"}[*r.Pass]
 			}
 			add("delivery", []string{"label", "scenario", "dialect", "subs", "rate", "sent/s", "expected", "delivered", "lost", "dup", "ooo", "deliv/s",
-				"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "srv cpu s", "srv µs/deliv", "bench cpu s", "disc", "", ""},
+				"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "srv cpu s", "srv µs/deliv", "syscalls/deliv", "frames/write", "bench cpu s", "disc", "", ""},
 				[]string{r.Label, name, r.Dialect, fmt.Sprint(r.Subscribers), f1(r.Rate), f1(r.SentRate), fmt.Sprint(r.Expected), fmt.Sprint(r.Delivered),
 					fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicated), fmt.Sprint(r.OutOfOrder), f1(r.DeliveriesPerSec),
 					f3(l.P50MS), f3(l.P90MS), f3(l.P99MS), f3(l.P999MS), f3(l.MaxMS),
-					f1(r.ServerCPUSec), f3(r.ServerCPUUSPerDeliv), f1(r.BenchCPUSec), fmt.Sprint(r.Disconnects), pass, r.FirstError})
+					f1(r.ServerCPUSec), f3(r.ServerCPUUSPerDeliv), f3(r.SyscallsPerDeliv), f3(r.FramesPerWrite), f1(r.BenchCPUSec), fmt.Sprint(r.Disconnects), pass, r.FirstError})
 		case "ramp-summary":
 			add("ramp", []string{"label", "scenario", "dialect", "subs", "sustained rate msg/s", "sustained deliveries/s", "srv µs/deliv there", "p99 bound ms"},
 				[]string{r.Label, r.Scenario, r.Dialect, fmt.Sprint(r.Subscribers), f1(r.SustainedRate), f1(r.SustainedDeliveriesSec), f3(r.ServerCPUUSPerDeliv), f1(r.P99MaxMS)})

@@ -89,6 +89,13 @@ type Result struct {
 	Servers              []ServerCPU `json:"servers,omitempty"`
 	ServerCPUUSPerDeliv  float64     `json:"server_cpu_us_per_delivery,omitempty"`
 	ServerCPUUSPerHandsh float64     `json:"server_cpu_us_per_handshake,omitempty"`
+	// The cause of a CPU figure: the servers' read and write system calls
+	// per delivery (/proc/<pid>/io; epoll and futex calls not counted),
+	// those that wrote, and the frames each socket write carried
+	// (switchboard's /metrics).
+	SyscallsPerDeliv      float64 `json:"server_syscalls_per_delivery,omitempty"`
+	WriteSyscallsPerDeliv float64 `json:"server_write_syscalls_per_delivery,omitempty"`
+	FramesPerWrite        float64 `json:"server_frames_per_write,omitempty"`
 
 	// ramp summary
 	SustainedRate          float64 `json:"sustained_rate,omitempty"`
@@ -117,6 +124,13 @@ func (r *Result) setCPU(u cpuUse, pids []int) {
 	}
 	if r.Delivered > 0 && len(pids) > 0 {
 		r.ServerCPUUSPerDeliv = math.Round(float64(u.Server.Microseconds())/float64(r.Delivered)*1000) / 1000
+	}
+	if r.Delivered > 0 && u.SysOK {
+		r.SyscallsPerDeliv = round3(float64(u.SysRead+u.SysWrite) / float64(r.Delivered))
+		r.WriteSyscallsPerDeliv = round3(float64(u.SysWrite) / float64(r.Delivered))
+	}
+	if u.WritesOK && u.Writes > 0 {
+		r.FramesPerWrite = round3(float64(u.Frames) / float64(u.Writes))
 	}
 }
 
@@ -208,7 +222,7 @@ func (e *env) measureStep(ctx context.Context, rate float64, dur time.Duration) 
 	e.base(&r)
 	alive := uint64(e.aliveSubs())
 	k := e.newStep()
-	m := startCPU(e.cfg.ServerPIDs)
+	m := startCPU(e.cfg.ServerPIDs, e.cfg.URLs)
 	start := time.Now()
 	sent, err := e.broadcastStep(ctx, rate, dur)
 	pubWall := time.Since(start)
@@ -326,7 +340,7 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 	r := Result{Scenario: "rooms", Rooms: cfg.Rooms, RoomSize: cfg.RoomSize, Subscribers: n, Rate: cfg.Rate}
 	e.base(&r)
 	k := e.newStep()
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	start := time.Now()
 	var sendErrs uint64
 	sent, err := pace(ctx, cfg.Rate*float64(n), total, cfg.Duration+2*time.Second, func(from, to uint64) error {
@@ -377,7 +391,7 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 	}
 	defer e.close()
 	before := rssAll(cfg.ServerPIDs)
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	logf(cfg, "opening %d idle connections", cfg.Conns)
 	start := time.Now()
 	if err := e.openSubs(ctx, cfg.Conns, func(int) string { return cfg.Channel }, 0); err != nil {
@@ -441,7 +455,7 @@ func runConnect(ctx context.Context, cfg *Config) ([]Result, error) {
 		first error
 	)
 	logf(cfg, "opening %d connections, %d at a time", cfg.Conns, cfg.Concurrency)
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	start := time.Now()
 	// Each worker records into its own histogram, found by a token.
 	wid := make(chan int, cfg.Concurrency)
