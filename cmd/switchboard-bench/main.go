@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		jsonOut string
 		htmlOut string
 		jsonIn  string
+		svgOut  string
 		label   string
 		quiet   bool
 		srvArgs listFlag
@@ -120,6 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&jsonOut, "json", "", "append results as JSON lines to `file` (- for stdout)")
 	fs.StringVar(&htmlOut, "html", "", "write an HTML report with charts to `file`")
 	fs.StringVar(&jsonIn, "in", "", "report: JSON lines `file` to render")
+	fs.StringVar(&svgOut, "svg", "", "report: write a plot of p99 latency and server CPU per delivery against offered deliveries/s to `file` (SVG)")
 	fs.StringVar(&label, "label", "", "label the results (e.g. seed, switchboard)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -132,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Scenario = fs.Arg(0)
 	}
 	if cfg.Scenario == "report" {
-		return runReport(jsonIn, htmlOut, stdout, stderr)
+		return runReport(jsonIn, htmlOut, svgOut, stdout, stderr)
 	}
 	cfg.URLs = urls
 	cfg.ServerArgs = srvArgs

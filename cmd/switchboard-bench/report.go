@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -150,7 +151,7 @@ func readJSONLines(path string) ([]Result, error) {
 	return out, sc.Err()
 }
 
-func runReport(in, out string, stdout, stderr io.Writer) int {
+func runReport(in, out, svg string, stdout, stderr io.Writer) int {
 	if in == "" {
 		fmt.Fprintln(stderr, "report: --in results.jsonl is required")
 		return 2
@@ -167,7 +168,69 @@ func runReport(in, out string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if svg != "" {
+		if err := writeSVGFile(svg, results); err != nil {
+			fmt.Fprintln(stderr, "report:", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// writeSVGFile writes the plot of docs/benchmarks.md: p99 latency and
+// server CPU per delivery against offered deliveries/s (publish rate times
+// subscribers), a series per label and dialect, from the ramp steps and
+// broadcast runs of results; one standalone SVG.
+func writeSVGFile(path string, results []Result) error {
+	p99 := map[string]*series{}
+	cpu := map[string]*series{}
+	var names []string
+	for _, r := range results {
+		if (r.Scenario != "ramp" && r.Scenario != "broadcast") || r.Latency == nil || r.Subscribers == 0 || r.Lost > 0 {
+			continue
+		}
+		name := r.Label + " " + r.Dialect
+		if p99[name] == nil {
+			names = append(names, name)
+			p99[name], cpu[name] = &series{name: name}, &series{name: name}
+		}
+		x := r.Rate * float64(r.Subscribers)
+		p99[name].x, p99[name].y = append(p99[name].x, x), append(p99[name].y, r.Latency.P99MS)
+		if r.ServerCPUUSPerDeliv > 0 {
+			cpu[name].x, cpu[name].y = append(cpu[name].x, x), append(cpu[name].y, r.ServerCPUUSPerDeliv)
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("no ramp or broadcast results without loss to plot")
+	}
+	var ps, cs []series
+	for _, n := range names {
+		sortSeries(p99[n])
+		sortSeries(cpu[n])
+		ps, cs = append(ps, *p99[n]), append(cs, *cpu[n])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">`+"\n", 2*chartW, chartH, 2*chartW, chartH)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#fff"/>`+"\n")
+	fmt.Fprint(&b, lineChart("p99 delivery latency (every message delivered)", "offered deliveries/s", "p99 (ms, log)", ps, true))
+	fmt.Fprintf(&b, `<g transform="translate(%d,0)">`+"\n", chartW)
+	fmt.Fprint(&b, lineChart("server CPU per delivery", "offered deliveries/s", "µs per delivery (log)", cs, true))
+	b.WriteString("</g></svg>\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// sortSeries orders a series by x.
+func sortSeries(s *series) {
+	idx := make([]int, len(s.x))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return s.x[idx[a]] < s.x[idx[b]] })
+	x, y := make([]float64, len(idx)), make([]float64, len(idx))
+	for i, j := range idx {
+		x[i], y[i] = s.x[j], s.y[j]
+	}
+	s.x, s.y = x, y
 }
 
 func writeHTMLFile(path string, results []Result) error {

@@ -3,7 +3,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -60,5 +63,48 @@ func TestProcSyscalls(t *testing.T) {
 	}
 	if w1-w0 < 10 || r1 < r0 {
 		t.Errorf("after 10 writes: syscw %d→%d, syscr %d→%d", w0, w1, r0, r1)
+	}
+}
+
+// TestSVGPlot renders the plot from results as a run writes them: one
+// well-formed SVG with a series per side in each chart, leaving out the
+// steps that lost messages.
+func TestSVGPlot(t *testing.T) {
+	var results []Result
+	for i, rate := range []float64{100, 150, 225} {
+		results = append(results,
+			Result{Label: "seed", Scenario: "ramp", Dialect: "raw", Subscribers: 1000, Rate: rate, Latency: &Latency{P99MS: 50 * float64(i+1)}, ServerCPUUSPerDeliv: 13},
+			Result{Label: "switchboard", Scenario: "ramp", Dialect: "raw", Subscribers: 1000, Rate: rate, Latency: &Latency{P99MS: 20}, ServerCPUUSPerDeliv: 2.5, Lost: uint64(i / 2)})
+	}
+	path := t.TempDir() + "/plot.svg"
+	if err := writeSVGFile(path, results); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	polylines := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			polylines++
+		}
+	}
+	if polylines != 4 {
+		t.Errorf("%d lines, want 4 (two sides in two charts)", polylines)
+	}
+	if n := strings.Count(string(b), "<circle"); n != 2*(3+2) {
+		t.Errorf("%d points, want 10 (the switchboard step that lost messages left out)", n)
+	}
+	if err := writeSVGFile(path, nil); err == nil {
+		t.Error("a plot of nothing: no error")
 	}
 }
