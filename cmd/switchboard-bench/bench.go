@@ -73,6 +73,7 @@ type Config struct {
 	RedisBin          string        // default "redis-server"
 	RedisVolatile     bool          // run Redis without persistence (a restart loses history)
 	KillInstance      bool          // soak: the instance restart is a crash (SIGKILL), not a deploy (SIGTERM)
+	CrowdRestarted    bool          // soak: every client first connects to the instance the run restarts
 
 	Log io.Writer // progress lines; default discard
 }

@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&srvArgs, "server-arg", "soak: one more argument for every instance, e.g. --server-arg=--write-delay=5ms (repeat)")
 	fs.StringVar(&cfg.RedisBin, "redis-bin", "redis-server", "soak: redis-server `binary`")
 	fs.BoolVar(&cfg.KillInstance, "kill-instance", false, "soak: restart the instance with SIGKILL, as a crash (its clients see their sockets die), instead of SIGTERM")
+	fs.BoolVar(&cfg.CrowdRestarted, "crowd-restarted", false, "soak: connect every client to the instance the run restarts (the last), so that its restart is a reconnect storm of every client")
 	fs.BoolVar(&cfg.RedisVolatile, "redis-volatile", false, "soak: run Redis without persistence, so that its restart loses history (counted apart, as clients are told of it)")
 	fs.StringVar(&jsonOut, "json", "", "append results as JSON lines to `file` (- for stdout)")
 	fs.StringVar(&htmlOut, "html", "", "write an HTML report with charts to `file`")

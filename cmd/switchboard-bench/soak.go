@@ -220,7 +220,7 @@ func (s *soakRun) run(ctx context.Context, pids []int) (Result, error) {
 		cl := s.clients[i]
 		var err error
 		for range 5 {
-			ti := s.pick()
+			ti := s.pickFirst()
 			if err = s.connect(runCtx, cl, ti); err == nil {
 				return
 			}
