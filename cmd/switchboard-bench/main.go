@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Scenario, "scenario", scenario, "broadcast, ramp, rooms, idle, connect, soak (or give it as the first argument)")
 	fs.Var(&urls, "url", "server instance `ws://host:port`; repeat or comma-separate for several (connections go round-robin); soak: omit to let it start its own Redis and instances")
 	fs.StringVar(&cfg.Dialect, "dialect", "raw", "raw, native, centrifugo or pusher (Pusher subscribers at /app/{key}; a native publisher into the app's channel)")
-	fs.StringVar(&cfg.Channel, "channel", "", `channel (default: raw "/" = the server's default channel; native/centrifugo/pusher "bench")`)
+	fs.StringVar(&cfg.Channel, "channel", "", `channel (default: raw "/" = the server's default channel; native/centrifugo/pusher "bench"); rooms: the rooms' name prefix, so that several bench processes keep apart`)
 	fs.IntVar(&cfg.Subscribers, "subs", 100, "subscribers (broadcast, ramp)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "msg/s: the publisher's (broadcast; default 100) or each member's (rooms; default 1)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "publishing time (broadcast, rooms, soak) or hold time (idle) (default 10s; soak 10m)")

@@ -69,9 +69,9 @@ func tableRows(results []Result) map[string][][]string {
 				before += s.RSSKB0
 				after += s.RSSKB
 			}
-			add("idle", []string{"label", "scenario", "dialect", "conns", "conn errors", "disconnects", "server RSS before KB", "after KB", "server bytes/conn", "srv cpu s", "bench cpu s", ""},
+			add("idle", []string{"label", "scenario", "dialect", "conns", "conn errors", "disconnects", "server RSS before KB", "after KB", "server bytes/conn", "handshakes/s", "hold cpu %", "srv cpu s", "bench cpu s", ""},
 				[]string{r.Label, r.Scenario, r.Dialect, fmt.Sprint(r.Conns), fmt.Sprint(r.ConnErrors), fmt.Sprint(r.Disconnects), fmt.Sprint(before), fmt.Sprint(after),
-					f1(r.BytesPerConn), f1(r.ServerCPUSec), f1(r.BenchCPUSec), r.FirstError})
+					f1(r.BytesPerConn), f1(r.HandshakesPerSec), f3(r.HoldCPUPercent), f1(r.ServerCPUSec), f1(r.BenchCPUSec), r.FirstError})
 		case "connect":
 			l := r.Handshake
 			if l == nil {

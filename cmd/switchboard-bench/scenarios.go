@@ -83,6 +83,12 @@ type Result struct {
 	HandshakesPerSec float64           `json:"handshakes_per_s,omitempty"`
 	Handshake        *Latency          `json:"handshake,omitempty"`
 	BytesPerConn     float64           `json:"server_bytes_per_conn,omitempty"`
+	// HoldCPUPercent is the servers' CPU while the idle connections are
+	// only held (pings and pongs), in percent of one core.
+	HoldCPUPercent float64 `json:"server_hold_cpu_percent,omitempty"`
+	// BrokerChannels is, per server, the channels its broker is
+	// subscribed to at the end of a rooms run.
+	BrokerChannels []int `json:"server_broker_channels,omitempty"`
 
 	BenchCPUSec          float64     `json:"bench_cpu_s"`
 	ServerCPUSec         float64     `json:"server_cpu_s"`
@@ -323,7 +329,12 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 		return nil, err
 	}
 	defer e.close()
-	room := func(i int) string { return "bench-room-" + strconv.Itoa(i/cfg.RoomSize) }
+	prefix := "bench-room-"
+	if cfg.Channel != "" {
+		// Several bench processes share the servers: each its own rooms.
+		prefix = cfg.Channel + "-"
+	}
+	room := func(i int) string { return prefix + strconv.Itoa(i/cfg.RoomSize) }
 	logf(cfg, "opening %d rooms x %d subscribers", cfg.Rooms, cfg.RoomSize)
 	// Members of one room land on different instances (round-robin by i).
 	if err := e.openSubs(ctx, n, room, seqBits(total, n)); err != nil {
@@ -373,6 +384,11 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 	e.fill(&r, k, expected, pubWall)
 	r.RequestErrors += sendErrs
 	r.setCPU(u, cfg.ServerPIDs)
+	for _, mu := range metricsURLs(cfg.URLs) {
+		if v, ok := scrapeMetrics(mu, "switchboard_broker_channels"); ok {
+			r.BrokerChannels = append(r.BrokerChannels, int(v[0]))
+		}
+	}
 	return []Result{r}, err
 }
 
@@ -401,7 +417,9 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 	sleepCtx(ctx, cfg.Settle)
 	after := rssAll(cfg.ServerPIDs)
 	logf(cfg, "%d connected in %s; holding %s", len(e.subs), open.Round(time.Millisecond), cfg.Duration)
+	hold := startCPU(cfg.ServerPIDs, nil)
 	sleepCtx(ctx, cfg.Duration)
+	held := hold.stop()
 	u := m.stop()
 	r := Result{Scenario: "idle", Conns: len(e.subs)}
 	e.base(&r)
@@ -414,6 +432,14 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 		r.FirstError = f
 	}
 	r.setCPU(u, cfg.ServerPIDs)
+	if open > 0 {
+		r.HandshakesPerSec = math.Round(float64(len(e.subs)) / open.Seconds())
+	}
+	if held.Wall > 0 && len(cfg.ServerPIDs) > 0 {
+		// What holding the connections costs: pings, their pongs, the
+		// poller's timeouts.
+		r.HoldCPUPercent = math.Round(held.Server.Seconds()/held.Wall.Seconds()*10000) / 100
+	}
 	var delta int64
 	for i := range cfg.ServerPIDs {
 		s := &r.Servers[i]

@@ -56,14 +56,26 @@ func scrapeWrites(urls []string) writeCount {
 }
 
 func scrapeOne(u string) (writes, frames uint64, ok bool) {
+	m, ok := scrapeMetrics(u, "switchboard_writes_total", "switchboard_frames_written_total")
+	if !ok {
+		return 0, 0, false
+	}
+	return uint64(m[0]), uint64(m[1]), true
+}
+
+// scrapeMetrics reads the values of the named unlabelled metrics from a
+// server's /metrics, in the order of names; ok is false unless all of them
+// were there.
+func scrapeMetrics(u string, names ...string) (vals []float64, ok bool) {
 	resp, err := metricsClient.Get(u)
 	if err != nil {
-		return 0, 0, false
+		return nil, false
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, false
+		return nil, false
 	}
+	vals = make([]float64, len(names))
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -72,21 +84,17 @@ func scrapeOne(u string) (writes, frames uint64, ok bool) {
 		if !cut {
 			continue
 		}
-		var p *uint64
-		switch name {
-		case "switchboard_writes_total":
-			p = &writes
-		case "switchboard_frames_written_total":
-			p = &frames
-		default:
-			continue
+		for i, n := range names {
+			if n != name {
+				continue
+			}
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return nil, false
+			}
+			vals[i] = f
+			found++
 		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		*p = uint64(f)
-		found++
 	}
-	return writes, frames, found == 2
+	return vals, found == len(names)
 }
