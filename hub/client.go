@@ -187,6 +187,21 @@ func (c *Client) enqueue(frame []byte) bool {
 	return true
 }
 
+// reply queues frame, a reply to the client's own request, and has it
+// written at once even when the adaptive write delay holds the client
+// (with a fixed delay it waits like any frame): a client that waits for
+// each reply before its next request would otherwise see its replies come
+// at the pace of the window, which its own pace widens.
+func (c *Client) reply(frame []byte) bool {
+	if !c.enqueue(frame) {
+		return false
+	}
+	if c.try && c.hub.writers.auto {
+		c.hub.writers.expedite(c)
+	}
+	return true
+}
+
 // pushLocked queues frame and schedules a flush if none is pending.
 // c.mu must be held.
 func (c *Client) pushLocked(frame []byte) {

@@ -684,6 +684,11 @@ func (h *Hub) joinLocked(ch *channel, c *Client, reply ReplyFunc, pos broker.Pos
 			c.enqueue(f)
 		}
 	}
+	if reply != nil && c.try && h.writers.auto {
+		// The reply, and the recovered messages with it, are not held
+		// (Client.reply).
+		h.writers.expedite(c)
+	}
 	ch.releaseAt = 0
 	ch.index[c] = len(ch.subs)
 	ch.subs = append(ch.subs, c)
@@ -727,7 +732,7 @@ func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
 		h.left(c, name)
 	}
 	if reply != nil {
-		c.enqueue(reply)
+		c.reply(reply)
 	}
 	if len(ch.subs) == 0 {
 		h.scheduleReleaseLocked(name, ch)
