@@ -59,6 +59,10 @@ type Client struct {
 	// flushed by the hub's writer pool. Asserting c.t where it is needed
 	// keeps the client a word smaller than holding the interface twice.
 	try bool
+	// window is how long, in milliseconds, the writer pool lets the
+	// client's frames gather after a write when the write delay adapts
+	// (see writerPool); owned by whoever owns the flush.
+	window uint8
 	// dueIndex is the client's index in the pool's heap of delayed
 	// clients, -1 outside; guarded by the pool's mu.
 	dueIndex int32
@@ -183,6 +187,21 @@ func (c *Client) enqueue(frame []byte) bool {
 	return true
 }
 
+// reply queues frame, a reply to the client's own request, and has it
+// written at once even when the adaptive write delay holds the client
+// (with a fixed delay it waits like any frame): a client that waits for
+// each reply before its next request would otherwise see its replies come
+// at the pace of the window, which its own pace widens.
+func (c *Client) reply(frame []byte) bool {
+	if !c.enqueue(frame) {
+		return false
+	}
+	if c.try && c.hub.writers.auto {
+		c.hub.writers.expedite(c)
+	}
+	return true
+}
+
 // pushLocked queues frame and schedules a flush if none is pending.
 // c.mu must be held.
 func (c *Client) pushLocked(frame []byte) {
@@ -232,8 +251,12 @@ func (c *Client) flushNow() (again bool) {
 	}
 	frames := len(batch)
 	n, err := tw.TryWriteFrames(batch)
-	if c.hub.writers.delay > 0 {
-		c.lastWrite = monotime()
+	if p := &c.hub.writers; p.batching() {
+		now := monotime()
+		if p.auto && c.lastWrite != 0 {
+			c.window = autoWindow(c.window, frames, now-c.lastWrite)
+		}
+		c.lastWrite = now
 	}
 	c.hub.stats.writes.Add(1)
 	if err == nil && n < total {

@@ -101,7 +101,11 @@ type Config struct {
 	// out in the same system call. A connection not written for WriteDelay
 	// is written at once. Less CPU per delivery for connections that get
 	// many messages a second, for at most WriteDelay of latency to them.
-	// Zero (the default) writes every frame at once.
+	//
+	// Zero (the default) adapts the delay to each connection: one that
+	// gets a steady stream waits up to AutoWriteDelayMax so that about
+	// four frames leave per write, one that gets a message now and then is
+	// written at once. A negative delay (NoWriteDelay) never waits.
 	WriteDelay time.Duration
 	// PresenceTTL is how long a presence entry (and this node's channel
 	// counts) outlives its last refresh; a dead node's clients leave
@@ -300,7 +304,8 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err := h.broker.Start(ctx, h); err != nil {
 		return err
 	}
-	h.writers.delay = int64(h.cfg.WriteDelay)
+	h.writers.delay = int64(max(h.cfg.WriteDelay, 0))
+	h.writers.auto = h.cfg.WriteDelay == 0
 	h.writers.start()
 	if err := h.broker.Subscribe(ctx, controlChannel); err != nil {
 		if !errors.Is(err, broker.ErrUnavailable) {
@@ -679,6 +684,11 @@ func (h *Hub) joinLocked(ch *channel, c *Client, reply ReplyFunc, pos broker.Pos
 			c.enqueue(f)
 		}
 	}
+	if reply != nil && c.try && h.writers.auto {
+		// The reply, and the recovered messages with it, are not held
+		// (Client.reply).
+		h.writers.expedite(c)
+	}
 	ch.releaseAt = 0
 	ch.index[c] = len(ch.subs)
 	ch.subs = append(ch.subs, c)
@@ -722,7 +732,7 @@ func (h *Hub) unsubscribe(c *Client, name string, reply []byte) {
 		h.left(c, name)
 	}
 	if reply != nil {
-		c.enqueue(reply)
+		c.reply(reply)
 	}
 	if len(ch.subs) == 0 {
 		h.scheduleReleaseLocked(name, ch)

@@ -626,6 +626,36 @@ func TestWriteDelay(t *testing.T) {
 	c.Finish()
 }
 
+// TestAutoWriteDelay checks the default, adaptive write delay in the
+// writer pool: a connection that gets a steady stream (a frame every 2 ms)
+// has its frames gathered, several per write, and every frame arrives.
+// (The rule itself, rate by rate, is TestAutoWindow's.)
+func TestAutoWriteDelay(t *testing.T) {
+	h, _ := newHub(t, hub.Config{})
+	c, err := h.NewClient(nativeDialect, hub.Identity{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := &partialTransport{fakeTransport: newFake(), budget: 1 << 20}
+	c.Attach(pt)
+	c.HandleText([]byte(`{"id":1,"op":"subscribe","channel":"c"}`))
+	pt.waitFrames(t, 1)
+	before := pt.tries.Load()
+	const n = 100
+	for i := range n {
+		if _, err := h.Publish(context.Background(), "c", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	pt.waitFrames(t, n+1)
+	if w := pt.tries.Load() - before; w > n/2 {
+		t.Errorf("%d frames, one every 2 ms, took %d writes: want them gathered, at least two per write", n, w)
+	}
+	c.Close(1000, "")
+	c.Finish()
+}
+
 // TestClientRate checks the token bucket: a burst passes, the rest of a
 // flood gets rate_limited, and the bucket refills.
 // The rate limiter refuses what goes over the rate and lets through what

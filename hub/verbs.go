@@ -207,14 +207,15 @@ func (c *Client) member(channel string) (string, json.RawMessage) {
 }
 
 // Send queues a frame (a whole WebSocket frame, see package wsframe) to the
-// client. It returns false when the client is closed or its queue
-// overflowed (the client is then closed with 4008). It never blocks on the
-// network; frame must not be modified afterwards.
-func (c *Client) Send(frame []byte) bool { return c.enqueue(frame) }
+// client, a dialect's reply to what the client sent: the adaptive write
+// delay does not hold it. It returns false when the client is closed or its
+// queue overflowed (the client is then closed with 4008). It never blocks
+// on the network; frame must not be modified afterwards.
+func (c *Client) Send(frame []byte) bool { return c.reply(frame) }
 
 // Pong answers a client's ping with a pong carrying the same payload.
 func (c *Client) Pong(payload []byte) {
-	c.enqueue(wsframe.Control(wsframe.OpPong, payload))
+	c.reply(wsframe.Control(wsframe.OpPong, payload))
 }
 
 // Closed reports whether the client is closing or closed: frames it sends

@@ -13,16 +13,26 @@ import (
 // The FIFO grows to the number of clients once and is then reused, so
 // scheduling a client allocates nothing.
 //
-// With a write delay, a client is written at most once per delay: a client
-// written less than delay ago waits in a heap ordered by due time (its last
-// write plus delay, rounded up to a quarter of the delay so that clients
-// come due in groups), and the pool's timer moves it to the FIFO when due.
-// Frames that arrive meanwhile join the same write. A client not written
-// for a while is written at once, so the delay costs latency only to
-// connections that receive more than one message per delay, which are the
-// ones for which it saves system calls.
+// A client written recently waits before its next write, so that the
+// frames that arrive meanwhile leave in the same system call: it waits in a
+// heap ordered by due time (its last write plus its window, rounded up to a
+// quarter of the window so that clients come due in groups), and the pool's
+// timer moves it to the FIFO when due. A client not written for its window
+// is written at once, so waiting costs latency only to connections that
+// receive more than one message per window, the ones for which it saves
+// system calls.
+//
+// The window is the same for every client with a fixed write delay
+// (Config.WriteDelay > 0). By default (auto) it adapts to each client's
+// traffic: after every write the pool estimates the client's rate of
+// frames from the frames written and the time since the previous write,
+// and sets the window to gather autoFrames frames per write, at most
+// AutoWriteDelayMax; a client that would not gather autoMinFrames frames
+// in AutoWriteDelayMax (a chat member who gets a message now and then)
+// gets no window and is always written at once.
 type writerPool struct {
 	delay   int64 // nanoseconds; set before start, read-only after
+	auto    bool  // the window adapts to each client; set before start
 	workers int   // set by start, read-only after
 	// The fields above are read on every flush; keep them off the cache
 	// line that mu and the ring's indexes keep bouncing between cores.
@@ -40,9 +50,67 @@ type writerPool struct {
 	wg      sync.WaitGroup
 }
 
-// quantum is the granularity of due times: a quarter of the delay, at
-// least a millisecond.
-func (p *writerPool) quantum() int64 { return max(p.delay/4, int64(time.Millisecond)) }
+// Adaptive batching's rule (see writerPool). At 200 frames/s a client is
+// written every 20 ms with 4 frames; at 80 frames/s or less, at once.
+const (
+	// NoWriteDelay, as Config.WriteDelay, writes every frame at once.
+	NoWriteDelay time.Duration = -1
+	// AutoWriteDelayMax is the longest a client waits for more frames
+	// when the write delay adapts (Config.WriteDelay zero).
+	AutoWriteDelayMax = 25 * time.Millisecond
+	// autoFrames is how many frames per write the window aims for.
+	autoFrames = 4
+	// autoMinFrames is the fewest frames a window of AutoWriteDelayMax
+	// must be expected to gather to be worth having.
+	autoMinFrames = 2
+)
+
+// batching reports whether clients may wait before a write.
+func (p *writerPool) batching() bool { return p.auto || p.delay > 0 }
+
+// window returns how long after its last write c waits before the next
+// (nanoseconds; 0: it never waits). Its caller owns c's flush.
+func (p *writerPool) window(c *Client) int64 {
+	if p.auto {
+		return int64(c.window) * int64(time.Millisecond)
+	}
+	return p.delay
+}
+
+// autoWindow returns a client's next window in milliseconds, from its
+// current one, the frames its last write carried and the nanoseconds since
+// the write before (interval). The target is the window that gathers
+// autoFrames frames at the observed rate, capped at AutoWriteDelayMax, or
+// none when even the cap would gather fewer than autoMinFrames; the window
+// moves halfway to it on every write, so that one burst or one pause does
+// not swing it.
+func autoWindow(cur uint8, frames int, interval int64) uint8 {
+	var target int64
+	if frames > 0 && int64(frames)*int64(AutoWriteDelayMax) >= autoMinFrames*interval {
+		target = min(autoFrames*interval/int64(frames), int64(AutoWriteDelayMax))
+		target = (target + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	}
+	if target > int64(cur) {
+		return uint8((int64(cur) + target + 1) / 2)
+	}
+	return uint8((int64(cur) + target) / 2)
+}
+
+// dueTime returns when a client whose last write was at last (monotime, 0
+// for never) and whose window is w may be written again, rounded up to a
+// quarter of w (at least a millisecond) so that clients written around the
+// same time come due together; 0 when it may be written now.
+func dueTime(last, w, now int64) int64 {
+	if w <= 0 || last == 0 {
+		return 0
+	}
+	d := last + w
+	if d <= now {
+		return 0
+	}
+	q := max(w/4, int64(time.Millisecond))
+	return (d + q - 1) / q * q
+}
 
 // epoch is the origin of monotonic times in the pool (Client.lastWrite).
 var epoch = time.Now()
@@ -67,19 +135,13 @@ func (p *writerPool) start() {
 // another writer.
 const wakeBacklog = 64
 
-// push schedules c: now, or at its last write plus the delay. c.mu may be
+// push schedules c: now, or at its last write plus its window. c.mu may be
 // held: the pool's lock comes after it. The caller owns c's flush (it set
 // c.writing, or it is the writer that just flushed c).
 func (p *writerPool) push(c *Client) {
 	var due int64
-	if p.delay > 0 && c.lastWrite != 0 {
-		if d := c.lastWrite + p.delay; d > monotime() {
-			// Round up to the quantum, so that the clients written
-			// around the same time are due together: one timer event
-			// and one writer wake-up for all of them.
-			q := p.quantum()
-			due = (d + q - 1) / q * q
-		}
+	if p.batching() {
+		due = dueTime(c.lastWrite, p.window(c), monotime())
 	}
 	p.mu.Lock()
 	if due != 0 {
@@ -218,7 +280,7 @@ func dropFlush(c *Client) {
 // expedite writes c at once if it waits for its due time: a closing client
 // does not wait for the write delay. c.mu may be held.
 func (p *writerPool) expedite(c *Client) {
-	if p.delay == 0 {
+	if !p.batching() {
 		return
 	}
 	p.mu.Lock()

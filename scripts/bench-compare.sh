@@ -9,12 +9,13 @@
 # SEED_DIR holds the seed's server.js (default: $SEED_DIR or ../shared/seed
 # beside the repository). Knobs (environment): OUT (results directory),
 # SUBS (1000), RATE (200), SIZE (100), DURATION (10s), STEP (3s),
-# IDLE_CONNS (10000), IDLE_HOLD (5s), CONNECT_CONNS (5000), WRITE_DELAY (40ms),
-# SIDES ("seed switchboard switchboard-wd"; switchboard-wd is switchboard with
-# --write-delay WRITE_DELAY, run for broadcast and ramp only;
-# switchboard-native and switchboard-pusher run every scenario through the
-# native and the Pusher dialect instead of raw, for SIDES="switchboard-native
-# switchboard-pusher", the dialects side by side).
+# LOW_RATE (5: a second broadcast, chat-like traffic), IDLE_CONNS (10000),
+# IDLE_HOLD (5s), CONNECT_CONNS (5000), WRITE_DELAY (40ms), SIDES ("seed
+# switchboard switchboard-nodelay switchboard-native switchboard-native-nodelay":
+# switchboard at its defaults, raw and native dialect, and the same with
+# --write-delay 0, which never waits; switchboard-wd is switchboard with
+# --write-delay WRITE_DELAY; switchboard-pusher runs through the Pusher
+# dialect; the -nodelay and -wd sides run the broadcasts and the ramp only).
 #
 # Needs: go, node + npm (npm install ws ioredis into a temporary directory),
 # redis-server. It starts its own redis-server on a free port and kills
@@ -31,7 +32,8 @@ STEP=${STEP:-3s}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-5s}
 CONNECT_CONNS=${CONNECT_CONNS:-5000}
-SIDES=${SIDES:-seed switchboard switchboard-wd}
+SIDES=${SIDES:-seed switchboard switchboard-nodelay switchboard-native switchboard-native-nodelay}
+LOW_RATE=${LOW_RATE:-5}
 WRITE_DELAY=${WRITE_DELAY:-40ms}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-$(date +%Y%m%d-%H%M%S)}
 
@@ -132,10 +134,18 @@ start_switchboard() {
 # setting; idle memory and handshakes do not depend on it).
 start_switchboard-wd() { start_switchboard --write-delay "$WRITE_DELAY"; }
 
+# start_switchboard-nodelay: the same with --write-delay 0 (every frame
+# written at once), the reference for the default's adaptive batching.
+start_switchboard-nodelay() { start_switchboard --write-delay 0; }
+
 # start_switchboard-native, start_switchboard-pusher: the same instances
 # (with one Pusher app), loaded through the native or the Pusher dialect.
 start_switchboard-native() {
 	start_switchboard --pusher-app-id app-id --pusher-key app-key --pusher-secret app-secret
+	DIALECT=native
+}
+start_switchboard-native-nodelay() {
+	start_switchboard --write-delay 0
 	DIALECT=native
 }
 start_switchboard-pusher() {
@@ -162,10 +172,14 @@ for side in $SIDES; do
 	stop "${RUNNING[@]}" # a server that fell behind must not carry its backlog into the ramp
 
 	"start_$side"
+	bench "$side" broadcast --dialect "$DIALECT" --subs "$SUBS" --rate "$LOW_RATE" --size "$SIZE" --duration "$DURATION"
+	stop "${RUNNING[@]}"
+
+	"start_$side"
 	bench "$side" ramp --dialect "$DIALECT" --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
 	stop "${RUNNING[@]}"
 
-	[ "$side" = switchboard-wd ] && continue
+	case $side in *-wd | *-nodelay) continue ;; esac
 	"start_$side"
 	bench "$side" idle --dialect "$DIALECT" --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
 	stop "${RUNNING[@]}"
@@ -175,6 +189,6 @@ for side in $SIDES; do
 	stop "${RUNNING[@]}"
 done
 
-"$BENCH" report --in "$RESULTS" --html "$OUT/report.html" >"$OUT/summary.txt"
+"$BENCH" report --in "$RESULTS" --html "$OUT/report.html" --svg "$OUT/plot.svg" >"$OUT/summary.txt"
 cat "$OUT/summary.txt"
-log "results: $RESULTS, $OUT/summary.txt, $OUT/report.html"
+log "results: $RESULTS, $OUT/summary.txt, $OUT/report.html, $OUT/plot.svg"

@@ -72,6 +72,8 @@ type Config struct {
 	ServerArgs        []string      // more arguments for each instance
 	RedisBin          string        // default "redis-server"
 	RedisVolatile     bool          // run Redis without persistence (a restart loses history)
+	KillInstance      bool          // soak: the instance restart is a crash (SIGKILL), not a deploy (SIGTERM)
+	CrowdRestarted    bool          // soak: every client first connects to the instance the run restarts
 
 	Log io.Writer // progress lines; default discard
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		jsonOut string
 		htmlOut string
 		jsonIn  string
+		svgOut  string
 		label   string
 		quiet   bool
 		srvArgs listFlag
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Scenario, "scenario", scenario, "broadcast, ramp, rooms, idle, connect, soak (or give it as the first argument)")
 	fs.Var(&urls, "url", "server instance `ws://host:port`; repeat or comma-separate for several (connections go round-robin); soak: omit to let it start its own Redis and instances")
 	fs.StringVar(&cfg.Dialect, "dialect", "raw", "raw, native, centrifugo or pusher (Pusher subscribers at /app/{key}; a native publisher into the app's channel)")
-	fs.StringVar(&cfg.Channel, "channel", "", `channel (default: raw "/" = the server's default channel; native/centrifugo/pusher "bench")`)
+	fs.StringVar(&cfg.Channel, "channel", "", `channel (default: raw "/" = the server's default channel; native/centrifugo/pusher "bench"); rooms: the rooms' name prefix, so that several bench processes keep apart`)
 	fs.IntVar(&cfg.Subscribers, "subs", 100, "subscribers (broadcast, ramp)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "msg/s: the publisher's (broadcast; default 100) or each member's (rooms; default 1)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "publishing time (broadcast, rooms, soak) or hold time (idle) (default 10s; soak 10m)")
@@ -116,10 +117,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "soak: switchboard `binary` to run (default: go build ./cmd/switchboard)")
 	fs.Var(&srvArgs, "server-arg", "soak: one more argument for every instance, e.g. --server-arg=--write-delay=5ms (repeat)")
 	fs.StringVar(&cfg.RedisBin, "redis-bin", "redis-server", "soak: redis-server `binary`")
+	fs.BoolVar(&cfg.KillInstance, "kill-instance", false, "soak: restart the instance with SIGKILL, as a crash (its clients see their sockets die), instead of SIGTERM")
+	fs.BoolVar(&cfg.CrowdRestarted, "crowd-restarted", false, "soak: connect every client to the instance the run restarts (the last), so that its restart is a reconnect storm of every client")
 	fs.BoolVar(&cfg.RedisVolatile, "redis-volatile", false, "soak: run Redis without persistence, so that its restart loses history (counted apart, as clients are told of it)")
 	fs.StringVar(&jsonOut, "json", "", "append results as JSON lines to `file` (- for stdout)")
 	fs.StringVar(&htmlOut, "html", "", "write an HTML report with charts to `file`")
 	fs.StringVar(&jsonIn, "in", "", "report: JSON lines `file` to render")
+	fs.StringVar(&svgOut, "svg", "", "report: write a plot of p99 latency and server CPU per delivery against offered deliveries/s to `file` (SVG)")
 	fs.StringVar(&label, "label", "", "label the results (e.g. seed, switchboard)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -132,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Scenario = fs.Arg(0)
 	}
 	if cfg.Scenario == "report" {
-		return runReport(jsonIn, htmlOut, stdout, stderr)
+		return runReport(jsonIn, htmlOut, svgOut, stdout, stderr)
 	}
 	cfg.URLs = urls
 	cfg.ServerArgs = srvArgs

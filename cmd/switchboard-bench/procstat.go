@@ -87,20 +87,77 @@ func raiseFDLimit() uint64 {
 	return rl.Cur
 }
 
-// cpuMeter measures the CPU time used by this process and by the server
-// processes over an interval.
-type cpuMeter struct {
-	pids  []int
-	start time.Time
-	self  time.Duration
-	srv   []time.Duration
+// procSyscalls returns how many read-family and write-family system calls
+// pid has made (/proc/<pid>/io syscr and syscw: read, readv, write,
+// writev and their kin on files and sockets, not epoll or futex calls).
+// Reading another process's io file needs the same user or root.
+func procSyscalls(pid int) (r, w uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		n, perr := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+		switch string(k) {
+		case "syscr":
+			r, err, found = n, perr, found+1
+		case "syscw":
+			w, err, found = n, perr, found+1
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/io: %w", pid, err)
+		}
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("/proc/%d/io: no syscr/syscw", pid)
+	}
+	return r, w, nil
 }
 
-func startCPU(pids []int) *cpuMeter {
-	m := &cpuMeter{pids: pids, start: time.Now(), self: selfCPU(), srv: make([]time.Duration, len(pids))}
+// cpuMeter measures the CPU time used by this process and by the server
+// processes over an interval, with the servers' system calls and, from
+// their /metrics, their writes and the frames those carried.
+type cpuMeter struct {
+	pids    []int
+	metrics []string // the servers' /metrics URLs
+	start   time.Time
+	self    time.Duration
+	srv     []time.Duration
+	io      ioCount
+	writes  writeCount
+}
+
+// ioCount is the servers' read and write system calls, summed.
+type ioCount struct {
+	r, w uint64
+	ok   bool
+}
+
+func readIO(pids []int) ioCount {
+	c := ioCount{ok: len(pids) > 0}
+	for _, p := range pids {
+		r, w, err := procSyscalls(p)
+		if err != nil {
+			return ioCount{}
+		}
+		c.r += r
+		c.w += w
+	}
+	return c
+}
+
+func startCPU(pids []int, urls []string) *cpuMeter {
+	m := &cpuMeter{pids: pids, metrics: metricsURLs(urls), start: time.Now(), self: selfCPU(), srv: make([]time.Duration, len(pids))}
 	for i, p := range pids {
 		m.srv[i], _ = procCPU(p)
 	}
+	m.io = readIO(pids)
+	m.writes = scrapeWrites(m.metrics)
 	return m
 }
 
@@ -110,6 +167,13 @@ type cpuUse struct {
 	Bench     time.Duration
 	Server    time.Duration   // sum over the server pids
 	PerServer []time.Duration // by pid, in --server-pid order
+	// The servers' read and write system calls, when /proc told them.
+	SysRead, SysWrite uint64
+	SysOK             bool
+	// The servers' writes to connections and the frames they carried,
+	// when every server's /metrics told them (switchboard only).
+	Writes, Frames uint64
+	WritesOK       bool
 }
 
 func (m *cpuMeter) stop() cpuUse {
@@ -121,6 +185,12 @@ func (m *cpuMeter) stop() cpuUse {
 		}
 		u.PerServer = append(u.PerServer, d-m.srv[i])
 		u.Server += d - m.srv[i]
+	}
+	if io := readIO(m.pids); io.ok && m.io.ok {
+		u.SysRead, u.SysWrite, u.SysOK = io.r-m.io.r, io.w-m.io.w, true
+	}
+	if wc := scrapeWrites(m.metrics); wc.ok && m.writes.ok {
+		u.Writes, u.Frames, u.WritesOK = wc.writes-m.writes.writes, wc.frames-m.writes.frames, true
 	}
 	return u
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -54,11 +55,11 @@ func tableRows(results []Result) map[string][][]string {
 				pass = map[bool]string{true: "pass", false: "FAIL"}[*r.Pass]
 			}
 			add("delivery", []string{"label", "scenario", "dialect", "subs", "rate", "sent/s", "expected", "delivered", "lost", "dup", "ooo", "deliv/s",
-				"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "srv cpu s", "srv µs/deliv", "bench cpu s", "disc", "", ""},
+				"p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "srv cpu s", "srv µs/deliv", "syscalls/deliv", "frames/write", "bench cpu s", "disc", "", ""},
 				[]string{r.Label, name, r.Dialect, fmt.Sprint(r.Subscribers), f1(r.Rate), f1(r.SentRate), fmt.Sprint(r.Expected), fmt.Sprint(r.Delivered),
 					fmt.Sprint(r.Lost), fmt.Sprint(r.Duplicated), fmt.Sprint(r.OutOfOrder), f1(r.DeliveriesPerSec),
 					f3(l.P50MS), f3(l.P90MS), f3(l.P99MS), f3(l.P999MS), f3(l.MaxMS),
-					f1(r.ServerCPUSec), f3(r.ServerCPUUSPerDeliv), f1(r.BenchCPUSec), fmt.Sprint(r.Disconnects), pass, r.FirstError})
+					f1(r.ServerCPUSec), f3(r.ServerCPUUSPerDeliv), f3(r.SyscallsPerDeliv), f3(r.FramesPerWrite), f1(r.BenchCPUSec), fmt.Sprint(r.Disconnects), pass, r.FirstError})
 		case "ramp-summary":
 			add("ramp", []string{"label", "scenario", "dialect", "subs", "sustained rate msg/s", "sustained deliveries/s", "srv µs/deliv there", "p99 bound ms"},
 				[]string{r.Label, r.Scenario, r.Dialect, fmt.Sprint(r.Subscribers), f1(r.SustainedRate), f1(r.SustainedDeliveriesSec), f3(r.ServerCPUUSPerDeliv), f1(r.P99MaxMS)})
@@ -68,9 +69,9 @@ func tableRows(results []Result) map[string][][]string {
 				before += s.RSSKB0
 				after += s.RSSKB
 			}
-			add("idle", []string{"label", "scenario", "dialect", "conns", "conn errors", "disconnects", "server RSS before KB", "after KB", "server bytes/conn", "srv cpu s", "bench cpu s", ""},
+			add("idle", []string{"label", "scenario", "dialect", "conns", "conn errors", "disconnects", "server RSS before KB", "after KB", "server bytes/conn", "handshakes/s", "hold cpu %", "srv cpu s", "bench cpu s", ""},
 				[]string{r.Label, r.Scenario, r.Dialect, fmt.Sprint(r.Conns), fmt.Sprint(r.ConnErrors), fmt.Sprint(r.Disconnects), fmt.Sprint(before), fmt.Sprint(after),
-					f1(r.BytesPerConn), f1(r.ServerCPUSec), f1(r.BenchCPUSec), r.FirstError})
+					f1(r.BytesPerConn), f1(r.HandshakesPerSec), f3(r.HoldCPUPercent), f1(r.ServerCPUSec), f1(r.BenchCPUSec), r.FirstError})
 		case "connect":
 			l := r.Handshake
 			if l == nil {
@@ -150,7 +151,7 @@ func readJSONLines(path string) ([]Result, error) {
 	return out, sc.Err()
 }
 
-func runReport(in, out string, stdout, stderr io.Writer) int {
+func runReport(in, out, svg string, stdout, stderr io.Writer) int {
 	if in == "" {
 		fmt.Fprintln(stderr, "report: --in results.jsonl is required")
 		return 2
@@ -167,7 +168,69 @@ func runReport(in, out string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if svg != "" {
+		if err := writeSVGFile(svg, results); err != nil {
+			fmt.Fprintln(stderr, "report:", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// writeSVGFile writes the plot of docs/benchmarks.md: p99 latency and
+// server CPU per delivery against offered deliveries/s (publish rate times
+// subscribers), a series per label and dialect, from the ramp steps and
+// broadcast runs of results; one standalone SVG.
+func writeSVGFile(path string, results []Result) error {
+	p99 := map[string]*series{}
+	cpu := map[string]*series{}
+	var names []string
+	for _, r := range results {
+		if (r.Scenario != "ramp" && r.Scenario != "broadcast") || r.Latency == nil || r.Subscribers == 0 || r.Lost > 0 {
+			continue
+		}
+		name := r.Label + " " + r.Dialect
+		if p99[name] == nil {
+			names = append(names, name)
+			p99[name], cpu[name] = &series{name: name}, &series{name: name}
+		}
+		x := r.Rate * float64(r.Subscribers)
+		p99[name].x, p99[name].y = append(p99[name].x, x), append(p99[name].y, r.Latency.P99MS)
+		if r.ServerCPUUSPerDeliv > 0 {
+			cpu[name].x, cpu[name].y = append(cpu[name].x, x), append(cpu[name].y, r.ServerCPUUSPerDeliv)
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("no ramp or broadcast results without loss to plot")
+	}
+	var ps, cs []series
+	for _, n := range names {
+		sortSeries(p99[n])
+		sortSeries(cpu[n])
+		ps, cs = append(ps, *p99[n]), append(cs, *cpu[n])
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">`+"\n", 2*chartW, chartH, 2*chartW, chartH)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#fff"/>`+"\n")
+	fmt.Fprint(&b, lineChart("p99 delivery latency (every message delivered)", "offered deliveries/s", "p99 (ms, log)", ps, true))
+	fmt.Fprintf(&b, `<g transform="translate(%d,0)">`+"\n", chartW)
+	fmt.Fprint(&b, lineChart("server CPU per delivery", "offered deliveries/s", "µs per delivery (log)", cs, true))
+	b.WriteString("</g></svg>\n")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// sortSeries orders a series by x.
+func sortSeries(s *series) {
+	idx := make([]int, len(s.x))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return s.x[idx[a]] < s.x[idx[b]] })
+	x, y := make([]float64, len(idx)), make([]float64, len(idx))
+	for i, j := range idx {
+		x[i], y[i] = s.x[j], s.y[j]
+	}
+	s.x, s.y = x, y
 }
 
 func writeHTMLFile(path string, results []Result) error {

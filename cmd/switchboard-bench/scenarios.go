@@ -83,12 +83,25 @@ type Result struct {
 	HandshakesPerSec float64           `json:"handshakes_per_s,omitempty"`
 	Handshake        *Latency          `json:"handshake,omitempty"`
 	BytesPerConn     float64           `json:"server_bytes_per_conn,omitempty"`
+	// HoldCPUPercent is the servers' CPU while the idle connections are
+	// only held (pings and pongs), in percent of one core.
+	HoldCPUPercent float64 `json:"server_hold_cpu_percent,omitempty"`
+	// BrokerChannels is, per server, the channels its broker is
+	// subscribed to at the end of a rooms run.
+	BrokerChannels []int `json:"server_broker_channels,omitempty"`
 
 	BenchCPUSec          float64     `json:"bench_cpu_s"`
 	ServerCPUSec         float64     `json:"server_cpu_s"`
 	Servers              []ServerCPU `json:"servers,omitempty"`
 	ServerCPUUSPerDeliv  float64     `json:"server_cpu_us_per_delivery,omitempty"`
 	ServerCPUUSPerHandsh float64     `json:"server_cpu_us_per_handshake,omitempty"`
+	// The cause of a CPU figure: the servers' read and write system calls
+	// per delivery (/proc/<pid>/io; epoll and futex calls not counted),
+	// those that wrote, and the frames each socket write carried
+	// (switchboard's /metrics).
+	SyscallsPerDeliv      float64 `json:"server_syscalls_per_delivery,omitempty"`
+	WriteSyscallsPerDeliv float64 `json:"server_write_syscalls_per_delivery,omitempty"`
+	FramesPerWrite        float64 `json:"server_frames_per_write,omitempty"`
 
 	// ramp summary
 	SustainedRate          float64 `json:"sustained_rate,omitempty"`
@@ -117,6 +130,13 @@ func (r *Result) setCPU(u cpuUse, pids []int) {
 	}
 	if r.Delivered > 0 && len(pids) > 0 {
 		r.ServerCPUUSPerDeliv = math.Round(float64(u.Server.Microseconds())/float64(r.Delivered)*1000) / 1000
+	}
+	if r.Delivered > 0 && u.SysOK {
+		r.SyscallsPerDeliv = round3(float64(u.SysRead+u.SysWrite) / float64(r.Delivered))
+		r.WriteSyscallsPerDeliv = round3(float64(u.SysWrite) / float64(r.Delivered))
+	}
+	if u.WritesOK && u.Writes > 0 {
+		r.FramesPerWrite = round3(float64(u.Frames) / float64(u.Writes))
 	}
 }
 
@@ -208,7 +228,7 @@ func (e *env) measureStep(ctx context.Context, rate float64, dur time.Duration) 
 	e.base(&r)
 	alive := uint64(e.aliveSubs())
 	k := e.newStep()
-	m := startCPU(e.cfg.ServerPIDs)
+	m := startCPU(e.cfg.ServerPIDs, e.cfg.URLs)
 	start := time.Now()
 	sent, err := e.broadcastStep(ctx, rate, dur)
 	pubWall := time.Since(start)
@@ -309,7 +329,12 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 		return nil, err
 	}
 	defer e.close()
-	room := func(i int) string { return "bench-room-" + strconv.Itoa(i/cfg.RoomSize) }
+	prefix := "bench-room-"
+	if cfg.Channel != "" {
+		// Several bench processes share the servers: each its own rooms.
+		prefix = cfg.Channel + "-"
+	}
+	room := func(i int) string { return prefix + strconv.Itoa(i/cfg.RoomSize) }
 	logf(cfg, "opening %d rooms x %d subscribers", cfg.Rooms, cfg.RoomSize)
 	// Members of one room land on different instances (round-robin by i).
 	if err := e.openSubs(ctx, n, room, seqBits(total, n)); err != nil {
@@ -326,7 +351,7 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 	r := Result{Scenario: "rooms", Rooms: cfg.Rooms, RoomSize: cfg.RoomSize, Subscribers: n, Rate: cfg.Rate}
 	e.base(&r)
 	k := e.newStep()
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	start := time.Now()
 	var sendErrs uint64
 	sent, err := pace(ctx, cfg.Rate*float64(n), total, cfg.Duration+2*time.Second, func(from, to uint64) error {
@@ -359,6 +384,11 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 	e.fill(&r, k, expected, pubWall)
 	r.RequestErrors += sendErrs
 	r.setCPU(u, cfg.ServerPIDs)
+	for _, mu := range metricsURLs(cfg.URLs) {
+		if v, ok := scrapeMetrics(mu, "switchboard_broker_channels"); ok {
+			r.BrokerChannels = append(r.BrokerChannels, int(v[0]))
+		}
+	}
 	return []Result{r}, err
 }
 
@@ -377,7 +407,7 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 	}
 	defer e.close()
 	before := rssAll(cfg.ServerPIDs)
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	logf(cfg, "opening %d idle connections", cfg.Conns)
 	start := time.Now()
 	if err := e.openSubs(ctx, cfg.Conns, func(int) string { return cfg.Channel }, 0); err != nil {
@@ -387,7 +417,9 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 	sleepCtx(ctx, cfg.Settle)
 	after := rssAll(cfg.ServerPIDs)
 	logf(cfg, "%d connected in %s; holding %s", len(e.subs), open.Round(time.Millisecond), cfg.Duration)
+	hold := startCPU(cfg.ServerPIDs, nil)
 	sleepCtx(ctx, cfg.Duration)
+	held := hold.stop()
 	u := m.stop()
 	r := Result{Scenario: "idle", Conns: len(e.subs)}
 	e.base(&r)
@@ -400,6 +432,14 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 		r.FirstError = f
 	}
 	r.setCPU(u, cfg.ServerPIDs)
+	if open > 0 {
+		r.HandshakesPerSec = math.Round(float64(len(e.subs)) / open.Seconds())
+	}
+	if held.Wall > 0 && len(cfg.ServerPIDs) > 0 {
+		// What holding the connections costs: pings, their pongs, the
+		// poller's timeouts.
+		r.HoldCPUPercent = math.Round(held.Server.Seconds()/held.Wall.Seconds()*10000) / 100
+	}
 	var delta int64
 	for i := range cfg.ServerPIDs {
 		s := &r.Servers[i]
@@ -441,7 +481,7 @@ func runConnect(ctx context.Context, cfg *Config) ([]Result, error) {
 		first error
 	)
 	logf(cfg, "opening %d connections, %d at a time", cfg.Conns, cfg.Concurrency)
-	m := startCPU(cfg.ServerPIDs)
+	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	start := time.Now()
 	// Each worker records into its own histogram, found by a token.
 	wid := make(chan int, cfg.Concurrency)

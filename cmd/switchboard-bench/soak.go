@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -219,7 +220,7 @@ func (s *soakRun) run(ctx context.Context, pids []int) (Result, error) {
 		cl := s.clients[i]
 		var err error
 		for range 5 {
-			ti := s.pick()
+			ti := s.pickFirst()
 			if err = s.connect(runCtx, cl, ti); err == nil {
 				return
 			}
@@ -325,10 +326,14 @@ func (s *soakRun) run(ctx context.Context, pids []int) (Result, error) {
 				restarted = len(s.topo.instances) - 1
 				in := s.topo.instances[restarted]
 				oldPID := in.proc.pid()
-				logf(cfg, "soak: %.0f s: SIGTERM to %s (pid %d), %d clients on it", el.Seconds(), in.id, oldPID, s.loadOf(restarted))
-				stopped, away, err := s.topo.restartInstance(runCtx, in)
+				sig, sigName := syscall.SIGTERM, "SIGTERM"
+				if cfg.KillInstance {
+					sig, sigName = syscall.SIGKILL, "SIGKILL"
+				}
+				logf(cfg, "soak: %.0f s: %s to %s (pid %d), %d clients on it", el.Seconds(), sigName, in.id, oldPID, s.loadOf(restarted))
+				stopped, away, err := s.topo.restartInstance(runCtx, in, sig)
 				sev.Target, sev.StoppedS, sev.AwayS = in.id, round3(stopped.Seconds()), round3(away.Seconds())
-				sev.Note = fmt.Sprintf("pid %d ended %.1f s after SIGTERM; pid %d ready %.1f s after it", oldPID, stopped.Seconds(), in.proc.pid(), away.Seconds())
+				sev.Note = fmt.Sprintf("pid %d ended %.1f s after %s; pid %d ready %.1f s after it", oldPID, stopped.Seconds(), sigName, in.proc.pid(), away.Seconds())
 				nodes[restarted].Restarted = true
 				restartedAt = time.Now()
 				if err != nil {

@@ -253,6 +253,20 @@ func (s *soakRun) pick() int {
 	return best
 }
 
+// pickFirst picks the instance of a client's first connection: the least
+// loaded, or with CrowdRestarted the last instance (the one the run
+// restarts), so that its restart sends every client to the others at once.
+func (s *soakRun) pickFirst() int {
+	if !s.cfg.CrowdRestarted {
+		return s.pick()
+	}
+	s.pickMu.Lock()
+	defer s.pickMu.Unlock()
+	last := len(s.load) - 1
+	s.load[last]++
+	return last
+}
+
 // unpick takes back a pick whose connection failed, and keeps the instance
 // out of picks for a second unless the failure was the broker's (which
 // every instance shares).

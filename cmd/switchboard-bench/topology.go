@@ -288,13 +288,14 @@ func (t *topology) ready(in *instance) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// restartInstance stops in with SIGTERM, as a deploy does, waits for it to
-// end (its graceful shutdown closes its clients with 1012), starts it
-// again on the same port and waits until it is ready. It returns how long
-// the old process took to end and how long the instance was away.
-func (t *topology) restartInstance(ctx context.Context, in *instance) (stopped, away time.Duration, err error) {
+// restartInstance stops in with sig: SIGTERM, as a deploy does (its
+// graceful shutdown closes its clients with 1012), or SIGKILL, as a crash;
+// waits for it to end, starts it again on the same port and waits until it
+// is ready. It returns how long the old process took to end and how long
+// the instance was away.
+func (t *topology) restartInstance(ctx context.Context, in *instance, sig syscall.Signal) (stopped, away time.Duration, err error) {
 	start := time.Now()
-	if !in.proc.stop(syscall.SIGTERM, 60*time.Second) {
+	if !in.proc.stop(sig, 60*time.Second) {
 		t.log("%s did not end within 60s of SIGTERM: killed", in.id)
 	}
 	stopped = time.Since(start)

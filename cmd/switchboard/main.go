@@ -157,8 +157,8 @@ func (s *settings) validate() error {
 		return errors.New("--shutdown-timeout must be positive")
 	case h.ClientRate < 0:
 		return errors.New("--client-rate must not be negative")
-	case h.WriteDelay < 0 || h.WriteDelay > time.Second:
-		return errors.New("--write-delay must be between 0 and 1s")
+	case h.WriteDelay > time.Second:
+		return errors.New("--write-delay must be auto, 0 or at most 1s")
 	case h.PresenceTTL < 300*time.Millisecond:
 		return errors.New("--presence-ttl must be at least 300ms")
 	case h.Default.HistorySize < 0 || h.Default.HistoryTTL < 0:

@@ -100,7 +100,7 @@ func declare(s *settings) []*option {
 		durationOpt(&h.PresenceTTL, "presence-ttl", hub.DefaultPresenceTTL, "how long a presence entry outlives its instance's last refresh (a dead instance's clients leave within it)"),
 		stringOpt(&s.configFile, "config", "", "YAML file with any of these options (by their key: max_subscriptions: 256) and per-namespace options under namespaces:; see below"),
 		floatOpt(&h.ClientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit"),
-		durationOpt(&h.WriteDelay, "write-delay", 0, "shortest time between two writes to one connection, so that frames for a busy connection go out together in one system call; 0 writes at once"),
+		writeDelayOpt(&h.WriteDelay, "write-delay", "shortest time between two writes to one connection, so that frames for a busy connection go out together in one system call; auto adapts it to each connection's traffic (at most 25ms, none for a connection that gets a message now and then), 0 always writes at once"),
 		durationOpt(&h.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "longest a broker call made for one request may take before the request fails with unavailable"),
 		durationOpt(&h.UnsubscribeDelay, "unsubscribe-delay", hub.DefaultUnsubscribeDelay, "how long an instance stays subscribed to a channel's broker messages after its last client left"),
 		durationOpt(&h.CloseGrace, "close-grace", hub.DefaultCloseGrace, "how long a connection the server closes may take to read its close frame before its socket is cut"),
@@ -204,6 +204,33 @@ func durationOpt(p *time.Duration, name string, def time.Duration, help string) 
 		}
 		return d, nil
 	}, shortDuration)
+}
+
+// writeDelayOpt is --write-delay: "auto" (the default, hub.Config's zero),
+// "0" (never wait: hub.NoWriteDelay) or a duration.
+func writeDelayOpt(p *time.Duration, name, help string) *option {
+	return newOption(p, name, 0, help, "duration|auto", func(s string) (time.Duration, error) {
+		s = strings.TrimSpace(s)
+		if strings.EqualFold(s, "auto") {
+			return 0, nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("want auto, 0 or a duration with a unit, like 20ms")
+		}
+		if d == 0 {
+			return hub.NoWriteDelay, nil
+		}
+		return d, nil
+	}, func(d time.Duration) string {
+		switch {
+		case d == 0:
+			return "auto"
+		case d < 0:
+			return "0"
+		}
+		return shortDuration(d)
+	})
 }
 
 // shortDuration writes d without its zero parts: 24h, not 24h0m0s.
