@@ -89,11 +89,68 @@ func (h *history) streamConfig(g group) jetstream.StreamConfig {
 		Discard:           jetstream.DiscardOld,
 		MaxMsgsPerSubject: int64(g.size) + 1,
 		MaxAge:            g.ttl,
-		Duplicates:        min(broker.DefaultIdempotencyTTL, g.ttl),
+		Duplicates:        min(h.b.cfg.IdempotencyWindow, g.ttl),
 		Storage:           h.b.cfg.Storage,
 		Replicas:          h.b.cfg.Replicas,
 		AllowDirect:       true,
 		RePublish:         &jetstream.RePublish{Source: all, Destination: h.b.ns.liveAll()},
+	}
+}
+
+// liveGroup stands for the live stream in the streams map.
+var liveGroup = group{}
+
+// liveBytes bounds the memory the live stream holds: it keeps each
+// channel's newest message only for its duplicate window.
+const liveBytes = 64 << 20
+
+// liveConfig is the configuration of the live stream: channels without
+// history are published to it so that NATS puts each channel's messages
+// in one order, the same for every node (its republish), and so that
+// idempotency keys are checked atomically (its duplicate window). It keeps
+// one message per channel, in memory, for that window.
+func (h *history) liveConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              h.b.ns.liveStream(),
+		Description:       "switchboard live messages (no history): ordering and idempotency",
+		Subjects:          []string{h.b.ns.publishAll()},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          liveBytes,
+		MaxAge:            h.b.cfg.IdempotencyWindow,
+		Duplicates:        h.b.cfg.IdempotencyWindow,
+		Storage:           jetstream.MemoryStorage,
+		Replicas:          h.b.cfg.Replicas,
+		RePublish:         &jetstream.RePublish{Source: h.b.ns.publishAll(), Destination: h.b.ns.liveAll()},
+	}
+}
+
+// publishLive publishes a message of a channel without history through
+// the live stream.
+func (h *history) publishLive(ctx context.Context, channel string, data []byte, opts broker.PublishOptions) (broker.Position, error) {
+	cctx, cancel := context.WithTimeout(ctx, h.b.cfg.Timeout)
+	defer cancel()
+	m := nats.NewMsg(h.b.ns.publish(channel))
+	m.Data = data
+	setCommon(m.Header, opts)
+	var popts []jetstream.PublishOpt
+	if opts.IdempotencyKey != "" {
+		popts = append(popts, jetstream.WithMsgID(msgID(channel, opts.IdempotencyKey)))
+	}
+	for attempt := 1; ; attempt++ {
+		if _, err := h.stream(cctx, liveGroup); err != nil {
+			return broker.Position{}, h.b.fail(ctx, "publish", channel, err)
+		}
+		_, err := h.b.js.PublishMsg(cctx, m, popts...)
+		if noStream(err) && attempt < 3 && cctx.Err() == nil {
+			h.dropStream(liveGroup)
+			continue
+		}
+		if err != nil {
+			return broker.Position{}, h.b.fail(ctx, "publish", channel, err)
+		}
+		return broker.Position{}, nil
 	}
 }
 
@@ -106,9 +163,13 @@ func (h *history) stream(ctx context.Context, g group) (jetstream.Stream, error)
 	if ok {
 		return st, nil
 	}
-	st, err := h.b.js.CreateOrUpdateStream(ctx, h.streamConfig(g))
+	cfg := h.liveConfig()
+	if g != liveGroup {
+		cfg = h.streamConfig(g)
+	}
+	st, err := h.b.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", h.b.ns.stream(g), err)
+		return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 	}
 	h.mu.Lock()
 	h.streams[g] = st

@@ -86,16 +86,15 @@ func validPrefix(p string) bool {
 //
 // With prefix "sb", channel c (token t):
 //
-//	sb.l.t               the subject every node subscribes to for c: live
-//	                     messages, and those with history republished by
-//	                     their stream
+//	sb.l.t               the subject every node subscribes to for c: every
+//	                     message of c, as its stream republishes it
+//	sb.p.t               the subject c's messages are published to when c
+//	                     keeps no history, in the stream sb_live
 //	sb.h.<size>_<ms>.t   the subject of c's history, in the stream
 //	                     sb_h_<size>_<ms> of every channel keeping <size>
 //	                     messages for <ms> milliseconds
 //	sb_presence          the KV bucket of presence, one key (t) per channel
 //	sb_nodes             the KV bucket of nodes' channel counts
-//	sb_idem              the KV bucket of idempotency keys of channels
-//	                     without history
 type namespace struct {
 	prefix string
 }
@@ -137,6 +136,12 @@ func parseGroup(id string) (group, bool) {
 	return group{size: size, ttl: time.Duration(t) * time.Millisecond}, true
 }
 
+// publish is the subject a message of a channel without history is
+// published to, in the live stream, which republishes it to live.
+func (n namespace) publish(channel string) string { return n.prefix + ".p." + encodeToken(channel) }
+func (n namespace) publishAll() string            { return n.prefix + ".p.>" }
+func (n namespace) liveStream() string            { return n.prefix + "_live" }
+
 func (n namespace) stream(g group) string { return n.prefix + "_h_" + g.id() }
 
 // streamPrefix starts the name of every history stream; groupOf reads the
@@ -158,4 +163,3 @@ func (n namespace) history(g group, channel string) string {
 
 func (n namespace) presenceBucket() string { return n.prefix + "_presence" }
 func (n namespace) nodesBucket() string    { return n.prefix + "_nodes" }
-func (n namespace) idemBucket() string     { return n.prefix + "_idem" }

@@ -51,6 +51,12 @@ type Config struct {
 	// Replicas is the number of replicas of every stream and bucket the
 	// broker creates, in a JetStream cluster. Default 1.
 	Replicas int
+	// IdempotencyWindow is how long the live stream (channels without
+	// history) remembers idempotency keys, whatever a publish's
+	// IdempotencyTTL: the stream's duplicate window. History streams
+	// remember them for the shorter of it and their history's ttl.
+	// Default broker.DefaultIdempotencyTTL (5 minutes).
+	IdempotencyWindow time.Duration
 }
 
 var (
@@ -126,6 +132,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
+	}
+	if cfg.IdempotencyWindow <= 0 {
+		cfg.IdempotencyWindow = broker.DefaultIdempotencyTTL
 	}
 	addrs, err := redactURLs(cfg.URL)
 	if err != nil {
@@ -378,11 +387,11 @@ const (
 	hdrSkip   = "Sb-Skip"   // the client not to deliver to
 )
 
-// Publish publishes data to the channel. Without history it is one core
-// NATS publish, written to the connection and not acknowledged; with
-// opts.HistorySize > 0 it is a JetStream publish to the channel's history
-// (see the package documentation), acknowledged, and it returns the
-// message's position.
+// Publish publishes data to the channel: a JetStream publish, acknowledged,
+// to the live stream, or with opts.HistorySize > 0 to the channel's
+// history, which returns the message's position (see the package
+// documentation). It waits for the acknowledgement, at most
+// Config.Timeout.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts broker.PublishOptions) (broker.Position, error) {
 	if err := b.usable(); err != nil {
 		return broker.Position{}, err
@@ -390,24 +399,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.HistorySize > 0 {
 		return b.hist.publish(ctx, channel, data, opts)
 	}
-	if opts.IdempotencyKey != "" {
-		first, err := b.kv.claim(ctx, channel, opts.IdempotencyKey, opts.IdempotencyWindow())
-		if err != nil {
-			return broker.Position{}, err
-		}
-		if !first {
-			return broker.Position{}, nil
-		}
-	}
-	m := &nats.Msg{Subject: b.ns.live(channel), Data: data, Header: nats.Header{}}
-	setCommon(m.Header, opts)
-	if err := b.nc.PublishMsg(m); err != nil {
-		if opts.IdempotencyKey != "" {
-			b.kv.unclaim(channel, opts.IdempotencyKey)
-		}
-		return broker.Position{}, b.fail(ctx, "publish", channel, err)
-	}
-	return broker.Position{}, nil
+	return b.hist.publishLive(ctx, channel, data, opts)
 }
 
 // setCommon sets the headers every message carries: time, binary, skip.

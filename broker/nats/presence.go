@@ -16,11 +16,10 @@ import (
 // Time-to-live of the KV buckets: a key disappears this long after its
 // last write. Entries carry their own expiry, checked when read; the
 // buckets' TTLs only sweep away what nobody writes any more, and bound
-// the ttl an entry or an idempotency key can have.
+// the ttl an entry can have.
 const (
 	presenceBucketTTL = time.Hour
 	nodesBucketTTL    = time.Hour
-	idemBucketTTL     = 24 * time.Hour
 )
 
 // buckets holds the KV buckets the broker uses, made when first needed.
@@ -348,43 +347,3 @@ func (b *Broker) sumNodes(ctx context.Context, name string) (map[string]int, err
 	}
 	return out, nil
 }
-
-// claim records an idempotency key of a channel without history for
-// window, and reports whether it is the key's first use within it.
-func (k *buckets) claim(ctx context.Context, channel, key string, window time.Duration) (bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, k.b.cfg.Timeout)
-	defer cancel()
-	name := k.b.ns.idemBucket()
-	first := false
-	kv, err := k.bucket(cctx, name, idemBucketTTL)
-	if err == nil {
-		err = update(cctx, kv, msgID(channel, key), func(exp *int64) bool {
-			now := time.Now().UnixMilli()
-			first = *exp <= now
-			if first {
-				*exp = now + window.Milliseconds()
-			}
-			return first
-		})
-	}
-	if err != nil {
-		k.drop(name)
-		return false, k.b.fail(ctx, "publish", channel, err)
-	}
-	return first, nil
-}
-
-// unclaim forgets an idempotency key whose publish failed, so that a
-// retry publishes; if that fails too, the retry is refused until the key
-// expires.
-func (k *buckets) unclaim(channel, key string) {
-	ctx, cancel := context.WithTimeout(context.Background(), k.b.cfg.Timeout)
-	defer cancel()
-	k.mu.Lock()
-	kv, ok := k.kvs[k.b.ns.idemBucket()]
-	k.mu.Unlock()
-	if ok {
-		_ = kv.Delete(ctx, msgID(channel, key))
-	}
-}
-
