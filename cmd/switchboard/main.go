@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/brokers"
 	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/server"
@@ -297,9 +298,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// A URL that cannot be parsed is a mistake in the options; a broker
 	// that cannot be reached is not: it connects by itself, and /readyz
 	// says why it is not ready until then.
-	b, err := brokers.Open(s.redisURL, log)
+	b, err := s.openBroker(log)
 	if err != nil {
-		fmt.Fprintln(stderr, "switchboard: --redis:", err)
+		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
 	s.srv.Hub.Broker = b
@@ -353,7 +354,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One line says where the server is: on stdout for people and scripts,
 	// and as a log record too only for collectors (JSON logs).
 	if s.logFormat == "json" {
-		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.redisURL))
+		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", brokers.Name(s.brokerURL()))
 	}
 	// The address comes first and alone: scripts read it (e2e/harness_test.go).
 	where := ""
@@ -361,7 +362,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		where = "all interfaces; "
 	}
 	fmt.Fprintf(stdout, "switchboard listening on %s (%snode %s, %s broker): open http://%s/\n",
-		ln.Addr(), where, srv.Hub().NodeID(), brokers.Name(s.redisURL), pageHost(ln.Addr()))
+		ln.Addr(), where, srv.Hub().NodeID(), brokers.Name(s.brokerURL()), pageHost(ln.Addr()))
 
 	if s.debugAddr != "" {
 		stopDebug, err := serveDebug(s.debugAddr, log)
@@ -396,4 +397,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	<-serveErr
 	log.Info("stopped")
 	return 0
+}
+
+// brokerURL is the URL of the broker the options choose: --redis or
+// --nats, or empty for the in-process one.
+func (s *settings) brokerURL() string {
+	if s.natsURL != "" {
+		return s.natsURL
+	}
+	return s.redisURL
+}
+
+// openBroker returns the broker the options choose, not yet started. It
+// fails when both --redis and --nats are set, or when a URL cannot be used
+// by its option's broker.
+func (s *settings) openBroker(log *slog.Logger) (broker.Broker, error) {
+	switch {
+	case s.redisURL != "" && s.natsURL != "":
+		return nil, errors.New("--redis and --nats are mutually exclusive: choose one broker")
+	case s.natsURL != "":
+		if brokers.Name(s.natsURL) != "nats" {
+			return nil, fmt.Errorf("--nats: %q is not a NATS URL: want nats://host:port or tls://host:port", brokers.Name(s.natsURL)+":")
+		}
+		b, err := brokers.OpenWith(s.natsURL, brokers.Options{Prefix: s.natsPrefix, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--nats: %w", err)
+		}
+		return b, nil
+	}
+	if n := brokers.Name(s.redisURL); n == "nats" {
+		return nil, errors.New("--redis: a NATS URL: use --nats for NATS")
+	}
+	b, err := brokers.Open(s.redisURL, log)
+	if err != nil {
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	return b, nil
 }

@@ -24,6 +24,8 @@ type settings struct {
 	logFormat       string
 	logLevel        string
 	redisURL        string
+	natsURL         string
+	natsPrefix      string
 	configFile      string
 	debugAddr       string
 	jwtSecret       string
@@ -87,6 +89,8 @@ func declare(s *settings) []*option {
 		durationOpt(&h.PingInterval, "ping-interval", hub.DefaultPingInterval, "interval between server pings; a connection silent for two intervals is closed"),
 		durationOpt(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "the longest a graceful shutdown takes"),
 		withEnv(secretOpt(stringOpt(&s.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")), "SWITCHBOARD_REDIS_URL"),
+		withEnv(secretOpt(stringOpt(&s.natsURL, "nats", "", "NATS URL (nats://[user:password@]host:port, several comma-separated, or tls://) with JetStream, to share messages with other instances instead of Redis; not with --redis")), "SWITCHBOARD_NATS_URL"),
+		stringOpt(&s.natsPrefix, "nats-prefix", "sb", "prefix of every NATS subject, stream and KV bucket this deployment uses (letters, digits, - and _), so that applications sharing one NATS do not see each other's"),
 		intOpt(&h.Default.HistorySize, "history-size", 0, "messages kept per channel of the default namespace, for recovery after reconnects; 0 keeps none"),
 		durationOpt(&h.Default.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long a channel's history lives after its last message"),
 		boolOpt(&h.Default.Presence, "presence", "keep who is in each channel of the default namespace, across instances"),
