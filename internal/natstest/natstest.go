@@ -20,13 +20,13 @@ const readyTimeout = 15 * time.Second
 
 // Server is a nats-server process run for a test.
 type Server struct {
-	tb        testing.TB
-	bin       string
-	dir       string // the JetStream store is dir/js
-	port      int    // client port
-	monitor   int    // HTTP monitoring port (/healthz)
-	mu        sync.Mutex
-	proc      *process // guarded by mu; nil while stopped
+	tb      testing.TB
+	bin     string
+	dir     string // the JetStream store is dir/js
+	port    int    // client port
+	monitor int    // HTTP monitoring port (/healthz)
+	mu      sync.Mutex
+	proc    *process // guarded by mu; nil while stopped
 }
 
 type process struct {
