@@ -55,6 +55,11 @@ func New(tb testing.TB) *Server {
 		bin = "nats-server"
 	}
 	path, err := exec.LookPath(bin)
+	if err != nil && bin == "nats-server" {
+		// Debian's package installs it in /usr/sbin, which a user's PATH
+		// may lack.
+		path, err = exec.LookPath("/usr/sbin/nats-server")
+	}
 	if err != nil {
 		tb.Fatalf("natstest: %s not found (%v): NATS tests start real nats-server processes; "+
 			"install it (apt-get install -y nats-server) or set NATS_SERVER to its path", bin, err)
