@@ -101,16 +101,8 @@ type namespace struct {
 
 func (n namespace) live(channel string) string { return n.prefix + ".l." + encodeToken(channel) }
 
-// liveAll matches every live subject; liveOf returns the channel of one.
+// liveAll matches every live subject.
 func (n namespace) liveAll() string { return n.prefix + ".l.>" }
-
-func (n namespace) liveOf(subject string) (string, error) {
-	tok, ok := strings.CutPrefix(subject, n.prefix+".l.")
-	if !ok {
-		return "", fmt.Errorf("%w: subject %q", errToken, subject)
-	}
-	return decodeToken(tok)
-}
 
 // group is a class of channels that keep the same history: one stream.
 type group struct {
