@@ -19,7 +19,7 @@ func TestChaosNatsRestart(t *testing.T) {
 		subscribers = 100
 		channel     = "chaos-nats"
 	)
-	nats := natstest.Start(t)
+	nats := natstest.Start(t, nil)
 	var insts []*instance
 	var urls []string
 	for i := range 2 {

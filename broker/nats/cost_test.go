@@ -13,10 +13,12 @@ import (
 // connection's outgoing messages.
 func TestPublishRoundTrips(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, nil)
 	a, _ := startBroker(t, srv)
 	c, sc := startBroker(t, srv)
 	ctx := context.Background()
+	// The JetStream check after connecting is one request, not a publish's.
+	waitFor(t, 5e9, "the JetStream checks", func() bool { return a.jsChecks.Load() == 1 && c.jsChecks.Load() == 1 })
 	hist := broker.PublishOptions{HistorySize: 10}
 	cost := func(b *Broker, ch string, opts broker.PublishOptions) uint64 {
 		t.Helper()

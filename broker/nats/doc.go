@@ -65,7 +65,9 @@
 // (KV revisions), retried on conflict, so that concurrent nodes report
 // each member's arrival and departure once. Expiry is by the clock of the
 // node that reads: nodes' clocks must agree to well within the presence
-// ttl. The buckets expire keys nobody writes for an hour.
+// ttl. The buckets expire keys nobody writes for an hour. A channel's
+// entries share one value, so a channel holds at most what fits in the
+// server's max_payload (1MB by default: some thousands of entries).
 //
 // # Names
 //
@@ -80,7 +82,9 @@
 // Start does not need NATS to be up: nats.go connects in the background,
 // and reconnects every Config.ReconnectDelay after an outage, resubscribing
 // by itself. While disconnected, Ready and every call fail at once with an
-// error wrapping broker.ErrUnavailable. A Handler that implements
+// error wrapping broker.ErrUnavailable. After each connection the broker
+// checks that the server has JetStream for it; when not, it logs an error
+// saying so, and Ready reports it. A Handler that implements
 // broker.StateHandler is told when the connection was lost and when every
 // subscription is back (after a flush), so that the node fills the gap from
 // history. After a reconnection the broker forgets what it knew of streams

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -67,7 +68,7 @@ func startBroker(t *testing.T, srv *natstest.Server) (*Broker, *sink) {
 // no "restore".
 func TestStartBeforeNATS(t *testing.T) {
 	t.Parallel()
-	srv := natstest.New(t)
+	srv := natstest.New(t, nil)
 	b, s := startBroker(t, srv)
 	ctx := context.Background()
 	if err := b.Ready(); !errors.Is(err, broker.ErrUnavailable) {
@@ -101,7 +102,7 @@ func TestStartBeforeNATS(t *testing.T) {
 // exactly what history fills.
 func TestNATSRestart(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, nil)
 	b, s := startBroker(t, srv)
 	ctx := context.Background()
 	const ch, total = "restart:ch", 300
@@ -186,7 +187,7 @@ func TestNATSRestart(t *testing.T) {
 // starts a new epoch at offset 1 and recovery from the old position fails.
 func TestNATSRestartEmpty(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, nil)
 	b, s := startBroker(t, srv)
 	ctx := context.Background()
 	opts := broker.PublishOptions{HistorySize: 10}
@@ -225,7 +226,7 @@ func TestNATSRestartEmpty(t *testing.T) {
 // see nothing of each other's channels, history or presence.
 func TestPrefixesIsolate(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, nil)
 	a := newBroker(t, srv, Config{Prefix: "app1"})
 	c := newBroker(t, srv, Config{Prefix: "app2"})
 	sa, sc := newSink(), newSink()
@@ -266,5 +267,24 @@ func TestPrefixesIsolate(t *testing.T) {
 	}
 	if es, err := c.Presence(ctx, "same"); err != nil || len(es) != 0 {
 		t.Fatalf("prefix app2 sees app1's presence: %v, %v", es, err)
+	}
+	// app2's node bucket is empty: no counts, no error.
+	if counts, err := c.ClusterChannels(ctx); err != nil || len(counts) != 0 {
+		t.Fatalf("ClusterChannels of an empty bucket: %v, %v", counts, err)
+	}
+}
+
+// TestNoJetStream: a server without JetStream is a mistake the broker
+// reports: Ready says why, and a publish fails rather than hangs.
+func TestNoJetStream(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, &natstest.Options{NoJetStream: true})
+	b, _ := startBroker(t, srv)
+	waitFor(t, 5*time.Second, "Ready to report JetStream", func() bool {
+		err := b.Ready()
+		return errors.Is(err, broker.ErrUnavailable) && strings.Contains(err.Error(), "JetStream")
+	})
+	if _, err := b.Publish(context.Background(), "c", []byte(`1`), broker.PublishOptions{}); err == nil {
+		t.Fatal("Publish without JetStream succeeded")
 	}
 }

@@ -87,6 +87,15 @@ type Broker struct {
 	// connErr is the latest connection error, for Ready; nil once
 	// connected.
 	connErr atomic.Pointer[error]
+	// jsErr is why JetStream cannot be used on the server the broker is
+	// connected to (not enabled, say); nil when it can. Set by the state
+	// goroutine after each connection.
+	jsErr atomic.Pointer[error]
+	// firstSent is set when the first connection's event is sent (by
+	// Start or nats.go's callback, whichever sees it first); jsChecks
+	// counts the JetStream checks done.
+	firstSent atomic.Bool
+	jsChecks  atomic.Int64
 	// events carries connection changes from nats.go's callbacks to the
 	// state goroutine, which alone calls the StateHandler.
 	events chan connEvent
@@ -100,10 +109,12 @@ type Broker struct {
 	kv   buckets // presence, node counts, idempotency keys
 }
 
-// connEvent is a change of the connection: lost (with why) or back.
+// connEvent is a change of the connection: lost (with why), back, or
+// made for the first time.
 type connEvent struct {
-	lost bool
-	err  error
+	lost  bool
+	first bool
+	err   error
 }
 
 // New returns a NATS broker for cfg. It does not connect: Start does. It
@@ -230,6 +241,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.started = true
 	if nc.IsConnected() {
 		b.connErr.Store(nil)
+		if !b.firstSent.Swap(true) {
+			b.send(connEvent{first: true})
+		}
 	} else {
 		b.log.Warn("nats: cannot connect yet; retrying", "addr", b.addr, "retry_every", b.cfg.ReconnectDelay, "err", nc.LastError())
 	}
@@ -244,11 +258,14 @@ func (b *Broker) connected(again bool) {
 	if b.closed.Load() {
 		return
 	}
-	if !again {
-		b.log.Info("nats: connected", "addr", b.addr)
+	if again {
+		b.send(connEvent{})
 		return
 	}
-	b.send(connEvent{})
+	if !b.firstSent.Swap(true) {
+		b.log.Info("nats: connected", "addr", b.addr)
+		b.send(connEvent{first: true})
+	}
 }
 
 // disconnected is nats.go's callback for a lost connection.
@@ -297,6 +314,10 @@ func (b *Broker) watch() {
 			return
 		case e = <-b.events:
 		}
+		if e.first {
+			b.checkJetStream()
+			continue
+		}
 		if e.lost {
 			if !lost {
 				lost = true
@@ -318,6 +339,7 @@ func (b *Broker) watch() {
 			continue
 		}
 		lost = false
+		b.checkJetStream()
 		// NATS may have restarted empty: streams and buckets are made
 		// again when next used, and channels start their order afresh.
 		b.hist.forget()
@@ -330,6 +352,29 @@ func (b *Broker) watch() {
 	}
 }
 
+// checkJetStream asks the server for the account's JetStream usage, and
+// records and logs (as an error: time alone will not fix it) when
+// JetStream cannot be used there.
+func (b *Broker) checkJetStream() {
+	defer b.jsChecks.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+	defer cancel()
+	_, err := b.js.AccountInfo(ctx)
+	if err == nil {
+		if b.jsErr.Swap(nil) != nil {
+			b.log.Info("nats: JetStream available", "addr", b.addr)
+		}
+		return
+	}
+	if !b.nc.IsConnected() || b.closed.Load() {
+		return // the connection broke again: its loss is reported
+	}
+	werr := fmt.Errorf("nats: JetStream on %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+	b.jsErr.Store(&werr)
+	hint := "the broker needs JetStream: start nats-server with -js (or jetstream {} in its configuration), and give this account JetStream"
+	b.log.Error("nats: "+hint, "addr", b.addr, "err", err)
+}
+
 // Ready returns nil while the broker can publish and deliver, and otherwise
 // an error wrapping broker.ErrUnavailable that says why (and
 // broker.ErrClosed after Close).
@@ -337,7 +382,13 @@ func (b *Broker) Ready() error {
 	if b.closed.Load() {
 		return fmt.Errorf("nats: %w: %w", broker.ErrUnavailable, broker.ErrClosed)
 	}
-	return b.usable()
+	if err := b.usable(); err != nil {
+		return err
+	}
+	if p := b.jsErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // usable returns the error of a call that cannot proceed: the broker is

@@ -52,7 +52,7 @@ func newBroker(t *testing.T, srv *natstest.Server, cfg Config) *Broker {
 }
 
 func TestConformance(t *testing.T) {
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, nil)
 	brokertest.Run(t, brokertest.Factory{
 		New: func(t *testing.T) broker.Broker {
 			return newBroker(t, srv, Config{})

@@ -18,8 +18,17 @@ import (
 // readyTimeout bounds the wait for a started nats-server to be ready.
 const readyTimeout = 15 * time.Second
 
+// Options configure a Server. The zero value runs JetStream with its
+// store on disk.
+type Options struct {
+	// NoJetStream runs the server without JetStream, as a misconfigured
+	// one would be.
+	NoJetStream bool
+}
+
 // Server is a nats-server process run for a test.
 type Server struct {
+	opts    Options
 	tb      testing.TB
 	bin     string
 	dir     string // the JetStream store is dir/js
@@ -37,19 +46,23 @@ type process struct {
 }
 
 // Start starts a nats-server -js for tb on free ports and stops it when tb
-// ends. It fails tb if nats-server is missing or does not get ready.
-func Start(tb testing.TB) *Server {
+// ends. opts may be nil. It fails tb if nats-server is missing or does not
+// get ready.
+func Start(tb testing.TB, opts *Options) *Server {
 	tb.Helper()
-	s := New(tb)
+	s := New(tb, opts)
 	s.Restart()
 	return s
 }
 
 // New returns a Server for tb on free ports without starting it; Restart
 // starts it. It is stopped when tb ends. It fails tb if nats-server is
-// missing.
-func New(tb testing.TB) *Server {
+// missing. opts may be nil.
+func New(tb testing.TB, opts *Options) *Server {
 	tb.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
 	bin := os.Getenv("NATS_SERVER")
 	if bin == "" {
 		bin = "nats-server"
@@ -64,7 +77,7 @@ func New(tb testing.TB) *Server {
 		tb.Fatalf("natstest: %s not found (%v): NATS tests start real nats-server processes; "+
 			"install it (apt-get install -y nats-server) or set NATS_SERVER to its path", bin, err)
 	}
-	s := &Server{tb: tb, bin: path, dir: tb.TempDir()}
+	s := &Server{opts: *opts, tb: tb, bin: path, dir: tb.TempDir()}
 	tb.Cleanup(s.Kill)
 	if s.port, err = freePort(); err != nil {
 		tb.Fatalf("natstest: %v", err)
@@ -159,14 +172,16 @@ func (s *Server) Running() bool {
 
 // args returns the nats-server command line arguments.
 func (s *Server) args() []string {
-	return []string{
+	args := []string{
 		"-a", "127.0.0.1",
 		"-p", strconv.Itoa(s.port),
 		"-m", strconv.Itoa(s.monitor),
-		"-js",
-		"-sd", filepath.Join(s.dir, "js"),
 		"-l", filepath.Join(s.dir, "nats.log"),
 	}
+	if !s.opts.NoJetStream {
+		args = append(args, "-js", "-sd", filepath.Join(s.dir, "js"))
+	}
+	return args
 }
 
 // start runs nats-server and waits until /healthz says it is ready, which

@@ -6,7 +6,7 @@ import (
 )
 
 func TestStartStopRestart(t *testing.T) {
-	s := Start(t)
+	s := Start(t, nil)
 	dial := func() error {
 		c, err := net.Dial("tcp", s.Addr())
 		if err == nil {
