@@ -44,6 +44,9 @@ func TestChaosNatsRestart(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { return pub.refused() >= refusedBefore+20 }, "20 publishes refused while NATS is down")
 	nats.Restart()
 	up := time.Now()
+	for _, in := range insts {
+		waitFor(t, 10*time.Second, func() bool { return readyStatus(in) == 200 }, "/readyz 200 once NATS is back")
+	}
 	mark := pub.acked()
 	waitFor(t, 15*time.Second, func() bool { return pub.acked() >= mark+100 }, "100 messages published after NATS restarted")
 	t.Logf("NATS down for %v; %d publishes refused (503) and retried meanwhile; 100 more acknowledged %v after the restart",

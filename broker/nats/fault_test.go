@@ -288,3 +288,32 @@ func TestNoJetStream(t *testing.T) {
 		t.Fatal("Publish without JetStream succeeded")
 	}
 }
+
+// TestHistoryWithoutOptions: a node that never used a channel finds its
+// history without being told its size and ttl, among its prefix's streams.
+func TestHistoryWithoutOptions(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, nil)
+	a, _ := startBroker(t, srv)
+	c, _ := startBroker(t, srv)
+	ctx := context.Background()
+	opts := broker.PublishOptions{HistorySize: 7, HistoryTTL: time.Hour}
+	if _, err := a.Publish(ctx, "other", []byte(`0`), broker.PublishOptions{HistorySize: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var last broker.Position
+	for i := range 3 {
+		pos, err := a.Publish(ctx, "h", []byte(strconv.Itoa(i)), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = pos
+	}
+	res, err := c.History(ctx, "h", broker.HistoryRequest{Limit: 10}, broker.PublishOptions{})
+	if err != nil || res.Pos != last || len(res.Messages) != 3 {
+		t.Fatalf("History without options: %+v, %v; want 3 messages up to %+v", res, err, last)
+	}
+	if res, err := c.History(ctx, "never", broker.HistoryRequest{Limit: 10}, broker.PublishOptions{}); err != nil || !res.Pos.IsZero() {
+		t.Fatalf("History without options of a channel without history: %+v, %v", res, err)
+	}
+}

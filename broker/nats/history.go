@@ -376,9 +376,14 @@ func (h *history) find(ctx context.Context, channel string) (group, bool, error)
 		return group{}, false, fmt.Errorf("list streams: %w", err)
 	}
 	for _, g := range found {
-		st, err := h.stream(ctx, g)
+		// Look the stream up rather than make it: its configuration is
+		// whoever made it's.
+		st, err := h.b.js.Stream(ctx, h.b.ns.stream(g))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
 		if err != nil {
-			return group{}, false, err
+			return group{}, false, fmt.Errorf("look up stream %s: %w", h.b.ns.stream(g), err)
 		}
 		if _, ok, err := h.readLast(ctx, st, h.b.ns.history(g, channel), true); err != nil {
 			return group{}, false, err

@@ -77,7 +77,8 @@ type Broker struct {
 	// mu guards the life cycle: started and closed change under it. nc,
 	// js and handler are set by Start and read-only after.
 	mu      sync.Mutex
-	started bool // guarded by mu
+	started bool        // guarded by mu
+	running atomic.Bool // set at the end of Start: nc and js are set
 	closed  atomic.Bool
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -100,7 +101,7 @@ type Broker struct {
 	// state goroutine, which alone calls the StateHandler.
 	events chan connEvent
 	stop   chan struct{}  // closed by Close
-	wg     sync.WaitGroup // the state goroutine and gap timers' flushes
+	wg     sync.WaitGroup // the state goroutine
 
 	subsMu sync.Mutex
 	subs   map[string]*channelSub // guarded by subsMu
@@ -239,6 +240,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	b.nc, b.js = nc, js
 	b.started = true
+	b.running.Store(true)
 	if nc.IsConnected() {
 		b.connErr.Store(nil)
 		if !b.firstSent.Swap(true) {
@@ -397,10 +399,7 @@ func (b *Broker) usable() error {
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
-	b.mu.Lock()
-	started := b.started
-	b.mu.Unlock()
-	if !started {
+	if !b.running.Load() {
 		return fmt.Errorf("nats: not started: %w", broker.ErrUnavailable)
 	}
 	if !b.nc.IsConnected() {
