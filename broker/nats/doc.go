@@ -66,8 +66,10 @@
 // each member's arrival and departure once. Expiry is by the clock of the
 // node that reads: nodes' clocks must agree to well within the presence
 // ttl. The buckets expire keys nobody writes for an hour. A channel's
-// entries share one value, so a channel holds at most what fits in the
-// server's max_payload (1MB by default: some thousands of entries).
+// entries share one value, and so do a node's counts, so each holds at
+// most what fits in the server's max_payload (1MB by default: some
+// thousands of presence entries per channel, some tens of thousands of
+// channels per node).
 //
 // # Names
 //
