@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +81,42 @@ func TestChaosNatsRestart(t *testing.T) {
 	t.Logf("subscribers %d, messages %d (all acknowledged), deliveries %d (want %d); gaps filled from history: %v and %v",
 		len(reports), last, deliveries, len(reports)*int(last),
 		metric(t, insts[0], "switchboard_gaps_filled_total"), metric(t, insts[1], "switchboard_gaps_filled_total"))
+}
+
+// TestStartBeforeNats starts an instance before anything listens on its
+// NATS's port: it runs, not ready and saying why, and refuses publishes
+// with 503; once nats-server starts it becomes ready by itself and a
+// native subscriber receives what the HTTP API publishes.
+func TestStartBeforeNats(t *testing.T) {
+	nats := natstest.New(t, nil)
+	in := startInstance(t, "--nats", nats.URL(), "--history-size", "10")
+	// The first attempt's error is nats.go's "no servers available"; the
+	// retries say why.
+	waitFor(t, 5*time.Second, func() bool {
+		status, why := readiness(in)
+		return status == 503 && strings.Contains(why, "connection refused")
+	}, "/readyz 503 saying the connection was refused")
+	if code, body, err := httpPost(in.url("/api/publish"), `{"channel":"news","data":"early"}`); err != nil || code != 503 {
+		t.Fatalf("HTTP publish before NATS: %d %s %v, want 503", code, body, err)
+	}
+	nats.Restart()
+	waitFor(t, 10*time.Second, func() bool { return readyStatus(in) == 200 }, "/readyz 200 once NATS is up")
+	sub := native(t, in.ws("/ws"))
+	if r, err := sub.request(`{"id":1,"op":"subscribe","channel":"news"}`, 1, nil); err != nil || errorCode(r) != "" {
+		t.Fatalf("subscribe: %v %v", r, err)
+	}
+	if code, body, err := httpPost(in.url("/api/publish"), `{"channel":"news","data":"late"}`); err != nil || code != 200 {
+		t.Fatalf("HTTP publish: %d %s %v", code, body, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		m, err := sub.readJSON(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the message: %v", err)
+		}
+		if m["data"] == "late" {
+			return
+		}
+	}
 }

@@ -97,6 +97,9 @@ type Broker struct {
 	// counts the JetStream checks done.
 	firstSent atomic.Bool
 	jsChecks  atomic.Int64
+	// attemptLogged is when a failed attempt to connect was last logged
+	// (Unix ns).
+	attemptLogged atomic.Int64
 	// events carries connection changes from nats.go's callbacks to the
 	// state goroutine, which alone calls the StateHandler.
 	events chan connEvent
@@ -228,6 +231,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		nats.ConnectHandler(func(*nats.Conn) { b.connected(false) }),
 		nats.ReconnectHandler(func(*nats.Conn) { b.connected(true) }),
 		nats.DisconnectErrHandler(b.disconnected),
+		nats.ReconnectErrHandler(b.attemptFailed),
 		nats.ErrorHandler(b.asyncError),
 	)
 	if err != nil {
@@ -246,8 +250,8 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		if !b.firstSent.Swap(true) {
 			b.send(connEvent{first: true})
 		}
-	} else {
-		b.log.Warn("nats: cannot connect yet; retrying", "addr", b.addr, "retry_every", b.cfg.ReconnectDelay, "err", nc.LastError())
+	} else if err := nc.LastError(); err != nil {
+		b.attemptFailed(nc, err)
 	}
 	b.wg.Add(1)
 	go b.watch()
@@ -281,6 +285,23 @@ func (b *Broker) disconnected(_ *nats.Conn, err error) {
 		return
 	}
 	b.send(connEvent{lost: true, err: werr})
+}
+
+// attemptFailed is nats.go's callback for a failed attempt to connect or
+// reconnect: Ready says why, and the log says so now and then (at most
+// every 10 seconds: nats.go tries every ReconnectDelay).
+func (b *Broker) attemptFailed(_ *nats.Conn, err error) {
+	if err == nil || b.closed.Load() {
+		return
+	}
+	werr := fmt.Errorf("nats: connect to %s: %w: %w", b.addr, broker.ErrUnavailable, err)
+	b.connErr.Store(&werr)
+	now := time.Now().UnixNano()
+	last := b.attemptLogged.Load()
+	if now-last < int64(10*time.Second) || !b.attemptLogged.CompareAndSwap(last, now) {
+		return
+	}
+	b.log.Warn("nats: cannot connect; retrying", "addr", b.addr, "retry_every", b.cfg.ReconnectDelay, "err", err)
 }
 
 // asyncError logs what nats.go reports outside any call: a slow consumer,
