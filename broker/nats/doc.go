@@ -44,6 +44,13 @@
 // History read of such a channel stores an epoch marker (offset 0, no data)
 // so that the next publish uses the epoch it returned.
 //
+// A history read costs four round trips: the newest message, then a
+// short-lived consumer of the channel's subject (create, fetch, delete). A
+// channel's size and ttl choose its stream, so changing them (the
+// namespace's history options) starts every channel of it in a new epoch,
+// in the new stream: clients recovering across the change are told of a
+// gap, as after a loss of history.
+//
 // A stream of nats-server 2.9 may republish messages slightly out of order
 // under concurrent publishers; a node holds messages that come ahead of a
 // missing offset for up to 100ms and delivers them in offset order.
@@ -84,7 +91,8 @@
 // Start does not need NATS to be up: nats.go connects in the background,
 // and reconnects every Config.ReconnectDelay after an outage, resubscribing
 // by itself. While disconnected, Ready and every call fail at once with an
-// error wrapping broker.ErrUnavailable. After each connection the broker
+// error wrapping broker.ErrUnavailable that says why the last attempt
+// failed (logged at most every 10 seconds). After each connection the broker
 // checks that the server has JetStream for it; when not, it logs an error
 // saying so, and Ready reports it. A Handler that implements
 // broker.StateHandler is told when the connection was lost and when every
