@@ -110,7 +110,7 @@ type Broker struct {
 	subs   map[string]*channelSub // guarded by subsMu
 
 	hist history // streams, and each channel's newest message
-	kv   buckets // presence, node counts, idempotency keys
+	kv   buckets // presence and node counts
 }
 
 // connEvent is a change of the connection: lost (with why), back, or
