@@ -38,8 +38,8 @@ lint:
 	GOOS=windows $(GO) vet ./...
 	GOOS=darwin $(GO) build ./...
 
-# test runs every test: Go with the race detector (Redis tests start their
-# own redis-server processes), a short fuzz of each decoder, and the
+# test runs every test: Go with the race detector (Redis and NATS tests
+# start their own redis-server and nats-server processes), a short fuzz of each decoder, and the
 # JavaScript client's tests (Node and headless Chromium).
 test: test-go test-fuzz test-js
 
@@ -50,6 +50,7 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZN) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzValidateChannel -fuzztime=$(FUZZN) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
+	$(GO) test -run=NONE -fuzz=FuzzToken -fuzztime=$(FUZZN) ./broker/nats
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzFrameSequence -fuzztime=$(FUZZN_FRAMES) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzInflate -fuzztime=$(FUZZN) ./transport

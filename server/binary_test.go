@@ -12,8 +12,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-rt/switchboard/broker/nats"
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/hub"
+	"github.com/switchboard-rt/switchboard/internal/natstest"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 	"github.com/switchboard-rt/switchboard/server"
 )
@@ -39,17 +41,26 @@ func (c *client) readBinary() []byte {
 // reply and GET /api/history. A raw text frame is still a JSON string.
 // Native clients may still not send binary. The same through a Redis
 // broker (a redis-server the test starts), where the data crosses pub/sub
-// and a stream.
+// and a stream, and through a NATS broker (a nats-server), where it
+// crosses JetStream streams and their republish.
 func TestBinaryRelay(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		redis bool
-	}{{"Memory", false}, {"Redis", true}} {
+		name   string
+		broker string
+	}{{"Memory", ""}, {"Redis", "redis"}, {"NATS", "nats"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := server.Config{Hub: hub.Config{Default: hub.NamespaceOptions{HistorySize: 10}}}
-			if tc.redis {
+			switch tc.broker {
+			case "redis":
 				srv := redistest.Start(t, nil)
 				b, err := redis.New(redis.Config{URL: srv.URL(), Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Hub.Broker = b
+			case "nats":
+				srv := natstest.Start(t, nil)
+				b, err := nats.New(nats.Config{URL: srv.URL(), Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/broker/nats"
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/broker/sharded"
 )
@@ -27,10 +28,12 @@ type Options struct {
 	// the channels by a consistent hash (see broker/sharded); every node
 	// must list them in the same order. It excludes URL.
 	Shards []string
-	// Prefix starts every Redis key and pub/sub channel, so that several
-	// applications can share one Redis without seeing each other's
-	// messages. Empty means "sb". Only A-Z a-z 0-9 _ - . : a ':' or a
-	// glob character would let one prefix's names match another's. The
+	// Prefix starts every name the broker uses on its server (Redis keys
+	// and pub/sub channels; NATS subjects, streams and buckets), so that
+	// several applications can share one server without seeing each
+	// other's messages. Empty means "sb". Only A-Z a-z 0-9 _ - . : a ':'
+	// or a glob character would let one prefix's names match another's
+	// (and NATS takes no '.' in a stream's name: see broker/nats). The
 	// in-process broker has no use for it.
 	Prefix string
 	// Logger receives the broker's logs. Default: slog.Default().
@@ -44,8 +47,10 @@ func OpenWith(o Options) (broker.Broker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := checkPrefix(o.Prefix); err != nil {
-		return nil, err
+	if Name(o.URL) != "nats" { // NATS checks its own (see broker/nats)
+		if err := checkPrefix(o.Prefix); err != nil {
+			return nil, err
+		}
 	}
 	if len(o.Shards) == 0 {
 		return open(o.URL, o.Prefix, o.Logger)
@@ -78,12 +83,15 @@ func checkPrefix(p string) error {
 // Open returns the broker a URL names, not yet started:
 //
 //   - "" or "memory:": the in-process broker (one node);
-//   - "redis://[:password@]host:port/db" or "rediss://...": Redis.
+//   - "redis://[:password@]host:port/db" or "rediss://...": Redis (a
+//     single server, or a Redis Cluster through any of its nodes);
+//   - "nats://[user:password@]host:port" (several comma-separated for a
+//     cluster) or "tls://...": NATS with JetStream.
 //
 // log receives the broker's logs (slog.Default() when nil). Open fails
 // only on a URL it cannot use (an unknown scheme, a malformed URL): it does
 // not connect, and a broker that cannot reach its server at Start keeps
-// trying by itself (see broker/redis).
+// trying by itself (see broker/redis and broker/nats).
 func Open(url string, log *slog.Logger) (broker.Broker, error) {
 	if log == nil {
 		log = slog.Default()
@@ -91,20 +99,26 @@ func Open(url string, log *slog.Logger) (broker.Broker, error) {
 	return open(url, "", log)
 }
 
-// open opens the broker url names, with a Redis prefix.
+// open opens the broker url names, with a prefix.
 func open(url, prefix string, log *slog.Logger) (broker.Broker, error) {
-	scheme, _, _ := strings.Cut(url, ":")
-	switch strings.ToLower(scheme) {
-	case "", "memory":
+	switch Name(url) {
+	case "memory":
 		return memory.New(memory.Config{}), nil
-	case "redis", "rediss":
+	case "redis":
 		b, err := redis.New(redis.Config{URL: url, Prefix: prefix, Logger: log.With("component", "redis")})
 		if err != nil {
 			return nil, err
 		}
 		return b, nil
+	case "nats":
+		b, err := nats.New(nats.Config{URL: url, Prefix: prefix, Logger: log.With("component", "nats")})
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
-	return nil, fmt.Errorf("brokers: unknown broker %q: want memory:, redis:// or rediss://", scheme+":")
+	scheme, _, _ := strings.Cut(url, ":")
+	return nil, fmt.Errorf("brokers: unknown broker %q: want memory:, redis://, rediss://, nats:// or tls://", scheme+":")
 }
 
 // Name returns the kind of broker o chooses, for logs: "sharded redis", or
@@ -116,15 +130,18 @@ func (o Options) Name() string {
 	return Name(o.URL)
 }
 
-// Name returns the kind of broker a URL names, for logs: "memory" or
-// "redis".
+// Name returns the kind of broker a URL names, for logs: "memory",
+// "redis" or "nats" (or the URL's scheme when it names none).
 func Name(url string) string {
 	scheme, _, _ := strings.Cut(url, ":")
-	switch strings.ToLower(scheme) {
+	switch s := strings.ToLower(scheme); s {
 	case "", "memory":
 		return "memory"
-	case "rediss":
+	case "redis", "rediss":
 		return "redis"
+	case "nats", "tls":
+		return "nats"
+	default:
+		return s
 	}
-	return strings.ToLower(scheme)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/memory"
+	"github.com/switchboard-rt/switchboard/broker/nats"
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
 )
@@ -24,6 +25,9 @@ func TestOpenChoosesByScheme(t *testing.T) {
 		{"redis://127.0.0.1:1/0", "redis"},
 		{"rediss://127.0.0.1:1/0", "redis"},
 		{"REDIS://127.0.0.1:1/0", "redis"},
+		{"nats://127.0.0.1:1", "nats"},
+		{"tls://127.0.0.1:1", "nats"},
+		{"nats://a:1,nats://b:2", "nats"},
 	} {
 		b, err := Open(tc.url, nil)
 		if err != nil {
@@ -37,6 +41,10 @@ func TestOpenChoosesByScheme(t *testing.T) {
 		case *redis.Broker:
 			if tc.want != "redis" {
 				t.Errorf("Open(%q) is a Redis broker", tc.url)
+			}
+		case *nats.Broker:
+			if tc.want != "nats" {
+				t.Errorf("Open(%q) is a NATS broker", tc.url)
 			}
 		}
 		if got := Name(tc.url); got != tc.want {
@@ -63,6 +71,8 @@ func TestOpenWith(t *testing.T) {
 		{"same shard twice", Options{Shards: []string{"redis://127.0.0.1:1", "redis://127.0.0.1:1/2"}}, "both 127.0.0.1:1"},
 		{"prefix with a colon", Options{URL: "redis://127.0.0.1:1", Prefix: "a:b"}, `bad Redis prefix "a:b"`},
 		{"prefix with a glob", Options{Shards: []string{"redis://127.0.0.1:1"}, Prefix: "a*"}, `bad Redis prefix "a*"`},
+		{"nats", Options{URL: "nats://127.0.0.1:1", Prefix: "app-1"}, "*nats.Broker"},
+		{"nats prefix with a dot", Options{URL: "nats://127.0.0.1:1", Prefix: "has.dot"}, "has.dot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/auth"
+	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/brokers"
 	"github.com/switchboard-rt/switchboard/pusher"
 	"github.com/switchboard-rt/switchboard/server"
@@ -171,6 +172,8 @@ func (s *settings) validate() error {
 		return errors.New("--http-max-header-bytes must be at least 1024")
 	case s.redisURL != "" && len(s.redisShards) > 0:
 		return errors.New("--redis and --redis-shards exclude each other: give one Redis (or a cluster) with --redis, or several standalone ones with --redis-shards")
+	case s.natsURL != "" && (s.redisURL != "" || len(s.redisShards) > 0):
+		return errors.New("--redis and --nats are mutually exclusive: choose one broker")
 	}
 	return nil
 }
@@ -299,17 +302,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// A URL that cannot be parsed is a mistake in the options; a broker
 	// that cannot be reached is not: it connects by itself, and /readyz
 	// says why it is not ready until then.
-	bo := brokers.Options{URL: s.redisURL, Shards: s.redisShards, Prefix: s.redisPrefix, Logger: log}
-	b, err := brokers.OpenWith(bo)
+	b, err := s.openBroker(log)
 	if err != nil {
-		opt := "--redis"
-		switch {
-		case errors.Is(err, brokers.ErrPrefix):
-			opt = "--redis-prefix"
-		case len(s.redisShards) > 0:
-			opt = "--redis-shards"
-		}
-		fmt.Fprintf(stderr, "switchboard: %s: %v\n", opt, err)
+		fmt.Fprintln(stderr, "switchboard:", err)
 		return 2
 	}
 	s.srv.Hub.Broker = b
@@ -363,7 +358,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// One line says where the server is: on stdout for people and scripts,
 	// and as a log record too only for collectors (JSON logs).
 	if s.logFormat == "json" {
-		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", bo.Name())
+		log.Info("switchboard listening", "addr", ln.Addr().String(), "node", srv.Hub().NodeID(), "broker", s.brokerOptions(nil).Name())
 	}
 	// The address comes first and alone: scripts read it (e2e/harness_test.go).
 	where := ""
@@ -371,7 +366,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		where = "all interfaces; "
 	}
 	fmt.Fprintf(stdout, "switchboard listening on %s (%snode %s, %s broker): open http://%s/\n",
-		ln.Addr(), where, srv.Hub().NodeID(), bo.Name(), pageHost(ln.Addr()))
+		ln.Addr(), where, srv.Hub().NodeID(), s.brokerOptions(nil).Name(), pageHost(ln.Addr()))
 
 	if s.debugAddr != "" {
 		stopDebug, err := serveDebug(s.debugAddr, log)
@@ -406,4 +401,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	<-serveErr
 	log.Info("stopped")
 	return 0
+}
+
+// brokerOptions are the broker the options choose: --nats, --redis or
+// --redis-shards with their prefix, or the in-process broker.
+func (s *settings) brokerOptions(log *slog.Logger) brokers.Options {
+	if s.natsURL != "" {
+		return brokers.Options{URL: s.natsURL, Prefix: s.natsPrefix, Logger: log}
+	}
+	return brokers.Options{URL: s.redisURL, Shards: s.redisShards, Prefix: s.redisPrefix, Logger: log}
+}
+
+// openBroker returns the broker the options choose, not yet started. It
+// fails when a URL or a prefix cannot be used by its option's broker,
+// naming the option.
+func (s *settings) openBroker(log *slog.Logger) (broker.Broker, error) {
+	o := s.brokerOptions(log)
+	if s.natsURL != "" {
+		if brokers.Name(s.natsURL) != "nats" {
+			return nil, fmt.Errorf("--nats: %q is not a NATS URL: want nats://host:port or tls://host:port", brokers.Name(s.natsURL)+":")
+		}
+		b, err := brokers.OpenWith(o)
+		if err != nil {
+			return nil, fmt.Errorf("--nats: %w", err)
+		}
+		return b, nil
+	}
+	if brokers.Name(s.redisURL) == "nats" {
+		return nil, errors.New("--redis: a NATS URL: use --nats for NATS")
+	}
+	b, err := brokers.OpenWith(o)
+	if err != nil {
+		opt := "--redis"
+		switch {
+		case errors.Is(err, brokers.ErrPrefix):
+			opt = "--redis-prefix"
+		case len(s.redisShards) > 0:
+			opt = "--redis-shards"
+		}
+		return nil, fmt.Errorf("%s: %w", opt, err)
+	}
+	return b, nil
 }

@@ -355,6 +355,33 @@ func TestRunRedissAgainstPlainRedis(t *testing.T) {
 	}
 }
 
+// --nats takes a NATS URL and a valid prefix, and not with --redis: each
+// mistake is one line and exit code 2, at once, without the password.
+func TestRunBadNatsOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats", "nats://u:s3cret@127.0.0.1:1", "--redis", "redis://127.0.0.1:1/0"}, "switchboard: --redis and --nats are mutually exclusive: choose one broker"},
+		{[]string{"--nats", "redis://:s3cret@127.0.0.1:1/0"}, `switchboard: --nats: "redis:" is not a NATS URL: want nats://host:port or tls://host:port`},
+		{[]string{"--nats", "nats://u:s3cret@[bad"}, "switchboard: --nats: nats: parse URL: missing ']' in host"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--nats-prefix", "a.b"}, `switchboard: --nats: nats: prefix "a.b": want letters, digits, '-' and '_' only`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), append([]string{"--addr", "127.0.0.1:0"}, tc.args...), &stdout, &stderr); code != 2 {
+				t.Errorf("exit code %d, want 2", code)
+			}
+			if got := stderr.String(); got != tc.want+"\n" {
+				t.Errorf("stderr:\n%s\nwant the one line:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
 // A --redis URL that cannot be used is a mistake in the options: one line,
 // exit code 2, at once, and never the password it holds.
 func TestRunBadRedisURL(t *testing.T) {
@@ -362,7 +389,8 @@ func TestRunBadRedisURL(t *testing.T) {
 	tests := []struct {
 		url, want string
 	}{
-		{"kafka://x", `switchboard: --redis: brokers: unknown broker "kafka:": want memory:, redis:// or rediss://`},
+		{"kafka://x", `switchboard: --redis: brokers: unknown broker "kafka:": want memory:, redis://, rediss://, nats:// or tls://`},
+		{"nats://127.0.0.1:4222", `switchboard: --redis: a NATS URL: use --nats for NATS`},
 		{"redis://:s3cret@[bad", "switchboard: --redis: redis: parse URL: missing ']' in host"},
 		{"redis://:s3cret@host:notaport/0", `switchboard: --redis: redis: parse URL: invalid port ":notaport" after host`},
 		{"redis://:s3cret@host:6379/db", `switchboard: --redis: redis: parse URL: redis: invalid database number: "db"`},

@@ -26,6 +26,8 @@ type settings struct {
 	redisURL        string
 	redisShards     []string // --redis-shards; excludes redisURL
 	redisPrefix     string
+	natsURL         string
+	natsPrefix      string
 	configFile      string
 	debugAddr       string
 	jwtSecret       string
@@ -91,6 +93,8 @@ func declare(s *settings) []*option {
 		withEnv(secretOpt(stringOpt(&s.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")), "SWITCHBOARD_REDIS_URL"),
 		secretOpt(listOpt(&s.redisShards, "redis-shards", "comma-separated URLs of several standalone Redis servers that share the channels by a consistent hash (not a Redis Cluster), in the same order on every instance; instead of --redis")),
 		stringOpt(&s.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and pub/sub channel, so that several applications can share one Redis without seeing each other's messages (A-Z a-z 0-9 _ - .)"),
+		withEnv(secretOpt(stringOpt(&s.natsURL, "nats", "", "NATS URL (nats://[user:password@]host:port, several comma-separated, or tls://) with JetStream, to share messages with other instances instead of Redis; not with --redis or --redis-shards")), "SWITCHBOARD_NATS_URL"),
+		stringOpt(&s.natsPrefix, "nats-prefix", "sb", "prefix of every NATS subject, stream and KV bucket this deployment uses (letters, digits, - and _), so that applications sharing one NATS do not see each other's"),
 		intOpt(&h.Default.HistorySize, "history-size", 0, "messages kept per channel of the default namespace, for recovery after reconnects; 0 keeps none"),
 		durationOpt(&h.Default.HistoryTTL, "history-ttl", hub.DefaultHistoryTTL, "how long a channel's history lives after its last message"),
 		boolOpt(&h.Default.Presence, "presence", "keep who is in each channel of the default namespace, across instances"),
