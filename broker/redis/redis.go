@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,14 +139,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.SubscribeBatch <= 0 {
 		cfg.SubscribeBatch = 512
 	}
-	opt, err := rueidis.ParseURL(cfg.URL)
+	opt, err := parseURL(cfg.URL)
 	if err != nil {
-		// url.Error repeats the URL, and with it any password.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, fmt.Errorf("redis: parse URL: %w", err)
+		return nil, err
 	}
 	// Fail fast instead of retrying: the caller decides what an outage
 	// means, and the subscriber goroutine reconnects by itself.
