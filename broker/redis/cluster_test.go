@@ -1,0 +1,296 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/broker"
+	"github.com/switchboard-rt/switchboard/broker/brokertest"
+	"github.com/switchboard-rt/switchboard/internal/redistest"
+)
+
+// newClusterBroker returns a broker of cluster c, not started, closed when
+// t ends.
+func newClusterBroker(t *testing.T, c *redistest.Cluster, cfg Config) *Broker {
+	t.Helper()
+	cfg.URL = c.URL()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+// The conformance suite, unchanged, on a cluster of 3 primaries.
+func TestClusterConformance(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	brokertest.Run(t, brokertest.Factory{
+		New: func(t *testing.T) broker.Broker {
+			return newClusterBroker(t, c, Config{})
+		},
+		Shared:   true,
+		History:  true,
+		Presence: true,
+	})
+}
+
+// slot agrees with CLUSTER KEYSLOT.
+func TestSlot(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, &redistest.Options{Cluster: true})
+	for _, key := range []string{"foo", "bar", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "sb:{chat:lobby}", "sb:{a{b}}:s", "", "{}"} {
+		v, err := srv.Do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slot(key); int64(got) != v.(int64) {
+			t.Errorf("slot(%q) = %d, want %d", key, got, v)
+		}
+	}
+}
+
+// seqSink delivers each channel's messages in offset order, once, the way
+// the hub does: a jump in offsets, or ChannelsRestored, fills the gap from
+// history. Its worker goroutine owns the state; HandleMessage only queues.
+type seqSink struct {
+	b      *Broker
+	events chan seqEvent
+	done   chan struct{}
+
+	mu        sync.Mutex
+	last      map[string]uint64   // guarded by mu
+	got       map[string][]string // guarded by mu: the data delivered, in order
+	dups      int                 // guarded by mu: dropped as already delivered
+	lost      atomic.Int64        // ChannelsLost calls
+	restored  atomic.Int64        // ChannelsRestored calls
+	fillFails atomic.Int64
+}
+
+type seqEvent struct {
+	m        broker.Message
+	restored []string
+}
+
+func newSeqSink() *seqSink {
+	return &seqSink{events: make(chan seqEvent, 1<<16), done: make(chan struct{}), last: map[string]uint64{}, got: map[string][]string{}}
+}
+
+func (s *seqSink) HandleMessage(m broker.Message)       { s.events <- seqEvent{m: m} }
+func (s *seqSink) ChannelsLost(chs []string, err error) { s.lost.Add(1) }
+func (s *seqSink) ChannelsRestored(chs []string) {
+	s.restored.Add(1)
+	s.events <- seqEvent{restored: chs}
+}
+
+// run is the worker; it ends when events is closed.
+func (s *seqSink) run() {
+	defer close(s.done)
+	for e := range s.events {
+		if e.restored != nil {
+			for _, ch := range e.restored {
+				s.fill(ch)
+			}
+			continue
+		}
+		m := e.m
+		s.mu.Lock()
+		last := s.last[m.Channel]
+		s.mu.Unlock()
+		if m.Pos.Offset > last+1 {
+			s.fill(m.Channel)
+		}
+		s.deliver(m)
+	}
+}
+
+func (s *seqSink) deliver(m broker.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.Pos.Offset <= s.last[m.Channel] {
+		s.dups++
+		return
+	}
+	if m.Pos.Offset != s.last[m.Channel]+1 {
+		return // a gap fill failed: the next one catches up
+	}
+	s.last[m.Channel] = m.Pos.Offset
+	s.got[m.Channel] = append(s.got[m.Channel], string(m.Data))
+}
+
+func (s *seqSink) fill(ch string) {
+	s.mu.Lock()
+	last := s.last[ch]
+	s.mu.Unlock()
+	res, err := s.b.History(context.Background(), ch, broker.HistoryRequest{Since: &broker.Position{Epoch: s.epoch(ch), Offset: last}, Limit: 10000}, broker.PublishOptions{HistorySize: 10000})
+	if err != nil || !res.Recovered {
+		s.fillFails.Add(1)
+		return
+	}
+	for _, m := range res.Messages {
+		s.deliver(m)
+	}
+}
+
+// epoch is the channel's epoch: tests publish to fresh channels, one epoch.
+func (s *seqSink) epoch(ch string) string {
+	res, err := s.b.History(context.Background(), ch, broker.HistoryRequest{}, broker.PublishOptions{HistorySize: 10000})
+	if err != nil {
+		return ""
+	}
+	return res.Pos.Epoch
+}
+
+func (s *seqSink) count(ch string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got[ch])
+}
+
+// While clients publish to channels with history, a channel's slot moves
+// to another primary and then a primary is killed and its replica takes
+// over. Every acknowledged publish is delivered once, in order, after gap
+// filling; Shards and ReadyFor show the killed primary while it is down.
+func TestClusterMoveAndFailover(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 1)
+	b := newClusterBroker(t, c, Config{HealthInterval: 100 * time.Millisecond})
+	sink := newSeqSink()
+	sink.b = b
+	go sink.run()
+	if err := b.Start(context.Background(), sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close(context.Background())
+		close(sink.events)
+		<-sink.done
+	})
+	if n := len(b.Shards()); n != 3 {
+		t.Fatalf("%d shards, want 3: %v", n, b.Shards())
+	}
+	// Channels on every primary.
+	var chans []string
+	for i := 0; len(chans) < 12; i++ {
+		chans = append(chans, fmt.Sprintf("chaos:%d", i))
+	}
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	opts := broker.PublishOptions{HistorySize: 10000, HistoryTTL: time.Minute}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	acked := make([][]string, len(chans))
+	for i, ch := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := fmt.Sprintf(`{"n":%d}`, n)
+				o := opts
+				o.IdempotencyKey = fmt.Sprintf("%s-%d", ch, n)
+				// Retry with the same key until it is taken, up to 10s.
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					_, err := b.Publish(ctx, ch, []byte(data), o)
+					if err == nil {
+						acked[i] = append(acked[i], data)
+						break
+					}
+					if !errors.Is(err, broker.ErrUnavailable) || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				time.Sleep(3 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	// Move chans[0]'s slot to another primary.
+	sl := c.Slot("sb:{" + chans[0] + "}")
+	from := c.Owner(sl)
+	var to *redistest.Server
+	for _, p := range c.Primaries() {
+		if p != from {
+			to = p
+			break
+		}
+	}
+	c.MoveSlot(sl, to)
+	waitFor(t, 10*time.Second, "the moved channel restored", func() bool { return sink.restored.Load() > 0 })
+	time.Sleep(300 * time.Millisecond)
+
+	// Kill the primary of chans[1]; its replica takes over.
+	victim := c.Owner(c.Slot("sb:{" + chans[1] + "}"))
+	victim.Kill()
+	waitFor(t, 5*time.Second, "Shards showing the killed primary down", func() bool {
+		for _, sh := range b.Shards() {
+			if sh.Addr == victim.Addr() && errors.Is(sh.Err, broker.ErrUnavailable) {
+				return true
+			}
+		}
+		return false
+	})
+	if err := b.ReadyFor(chans[1]); !errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("ReadyFor(%s on the killed primary) = %v, want ErrUnavailable", chans[1], err)
+	}
+	if err := b.Ready(); err != nil {
+		t.Errorf("Ready with one primary of three down: %v", err)
+	}
+	c.WaitSettled()
+	waitFor(t, 10*time.Second, "the replica taking over as a shard", func() bool {
+		return b.ReadyFor(chans[1]) == nil && len(b.Shards()) == 3
+	})
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	for i, ch := range chans {
+		want := len(acked[i])
+		if want == 0 {
+			t.Fatalf("%s: nothing published", ch)
+		}
+		waitFor(t, 10*time.Second, ch+" delivered", func() bool { return sink.count(ch) >= want })
+		sink.mu.Lock()
+		got := slices.Clone(sink.got[ch])
+		sink.mu.Unlock()
+		// Every acknowledged message delivered, in publish order, once.
+		seen := make(map[string]int)
+		for _, d := range got {
+			seen[d]++
+		}
+		for _, d := range acked[i] {
+			if seen[d] != 1 {
+				t.Errorf("%s: %s delivered %d times", ch, d, seen[d])
+			}
+		}
+		if len(got) != len(seen) {
+			t.Errorf("%s: %d messages delivered, %d distinct", ch, len(got), len(seen))
+		}
+	}
+	t.Logf("published %d channels; dups dropped %d, lost/restored calls %d/%d, failed fills %d",
+		len(chans), sink.dups, sink.lost.Load(), sink.restored.Load(), sink.fillFails.Load())
+}
