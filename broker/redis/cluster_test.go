@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,7 @@ type seqSink struct {
 
 	mu        sync.Mutex
 	last      map[string]uint64   // guarded by mu
+	epochs    map[string]string   // guarded by mu
 	got       map[string][]string // guarded by mu: the data delivered, in order
 	dups      int                 // guarded by mu: dropped as already delivered
 	lost      atomic.Int64        // ChannelsLost calls
@@ -88,7 +90,7 @@ type seqEvent struct {
 }
 
 func newSeqSink() *seqSink {
-	return &seqSink{events: make(chan seqEvent, 1<<16), done: make(chan struct{}), last: map[string]uint64{}, got: map[string][]string{}}
+	return &seqSink{events: make(chan seqEvent, 1<<16), done: make(chan struct{}), last: map[string]uint64{}, epochs: map[string]string{}, got: map[string][]string{}}
 }
 
 func (s *seqSink) HandleMessage(m broker.Message)       { s.events <- seqEvent{m: m} }
@@ -110,9 +112,9 @@ func (s *seqSink) run() {
 		}
 		m := e.m
 		s.mu.Lock()
-		last := s.last[m.Channel]
+		last, epoch := s.last[m.Channel], s.epochs[m.Channel]
 		s.mu.Unlock()
-		if m.Pos.Offset > last+1 {
+		if m.Pos.Offset > last+1 && m.Pos.Epoch == epoch {
 			s.fill(m.Channel)
 		}
 		s.deliver(m)
@@ -122,6 +124,10 @@ func (s *seqSink) run() {
 func (s *seqSink) deliver(m broker.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if m.Pos.Epoch != s.epochs[m.Channel] {
+		// A new life of the channel (its primary restarted empty).
+		s.epochs[m.Channel], s.last[m.Channel] = m.Pos.Epoch, 0
+	}
 	if m.Pos.Offset <= s.last[m.Channel] {
 		s.dups++
 		return
@@ -135,9 +141,12 @@ func (s *seqSink) deliver(m broker.Message) {
 
 func (s *seqSink) fill(ch string) {
 	s.mu.Lock()
-	last := s.last[ch]
+	since := broker.Position{Epoch: s.epochs[ch], Offset: s.last[ch]}
 	s.mu.Unlock()
-	res, err := s.b.History(context.Background(), ch, broker.HistoryRequest{Since: &broker.Position{Epoch: s.epoch(ch), Offset: last}, Limit: 10000}, broker.PublishOptions{HistorySize: 10000})
+	if since.Epoch == "" {
+		since.Epoch = s.epoch(ch)
+	}
+	res, err := s.b.History(context.Background(), ch, broker.HistoryRequest{Since: &since, Limit: 10000}, broker.PublishOptions{HistorySize: 10000})
 	if err != nil || !res.Recovered {
 		s.fillFails.Add(1)
 		return
@@ -293,4 +302,90 @@ func TestClusterMoveAndFailover(t *testing.T) {
 	}
 	t.Logf("published %d channels; dups dropped %d, lost/restored calls %d/%d, failed fills %d",
 		len(chans), sink.dups, sink.lost.Load(), sink.restored.Load(), sink.fillFails.Load())
+}
+
+// A primary without a replica goes down: the broker stays ready, refuses
+// publishes to that primary's channels with ErrUnavailable at once, keeps
+// serving the others, says which shard is down, and once the primary is
+// back subscribes its channels again and tells the Handler.
+func TestClusterShardDown(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 0)
+	log, logs := recordLogs(t)
+	b := newClusterBroker(t, c, Config{HealthInterval: 100 * time.Millisecond, Logger: log})
+	sink := newSeqSink()
+	sink.b = b
+	go sink.run()
+	if err := b.Start(context.Background(), sink); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close(context.Background())
+		close(sink.events)
+		<-sink.done
+	})
+	ctx := context.Background()
+	down, up := "", ""
+	victim := c.Owner(c.Slot("sb:{d:0}"))
+	for i := 0; up == "" || down == ""; i++ {
+		ch := fmt.Sprintf("d:%d", i)
+		if c.Owner(c.Slot("sb:{"+ch+"}")) == victim {
+			down = cmp.Or(down, ch)
+		} else {
+			up = cmp.Or(up, ch)
+		}
+	}
+	if err := b.Subscribe(ctx, down, up); err != nil {
+		t.Fatal(err)
+	}
+	opts := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	if _, err := b.Publish(ctx, down, []byte(`1`), opts); err != nil {
+		t.Fatal(err)
+	}
+	victim.Kill()
+	waitFor(t, 5*time.Second, "the shard reported down", func() bool { return b.ReadyFor(down) != nil })
+	n := 0
+	for _, sh := range b.Shards() {
+		if sh.Err != nil {
+			n++
+			if sh.Addr != victim.Addr() || !errors.Is(sh.Err, broker.ErrUnavailable) {
+				t.Errorf("shard %s down with %v, want %s with ErrUnavailable", sh.Addr, sh.Err, victim.Addr())
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d shards down, want 1: %v", n, b.Shards())
+	}
+	if err := b.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	start := time.Now()
+	if _, err := b.Publish(ctx, down, []byte(`2`), opts); !errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("publish to the down shard: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("publish to the down shard took %v", took)
+	}
+	if _, err := b.Publish(ctx, up, []byte(`1`), opts); err != nil {
+		t.Errorf("publish to a live shard: %v", err)
+	}
+	if err := b.Subscribe(ctx, "d:other-"+down); err == nil && b.ReadyFor("d:other-"+down) != nil {
+		t.Error("subscribe on a down shard succeeded")
+	}
+	waitFor(t, 5*time.Second, "delivery on the live shard", func() bool { return sink.count(up) == 1 })
+	if logs.count("level=WARN", "primary unreachable", victim.Addr()) != 1 {
+		t.Error("the down primary is not logged once as a warning")
+	}
+
+	victim.Restart()
+	c.WaitSettled()
+	waitFor(t, 10*time.Second, "the shard back", func() bool { return b.ReadyFor(down) == nil })
+	waitFor(t, 5*time.Second, "the channel restored", func() bool { return sink.restored.Load() > 0 })
+	if _, err := b.Publish(ctx, down, []byte(`3`), opts); err != nil {
+		t.Fatalf("publish after the primary came back: %v", err)
+	}
+	waitFor(t, 5*time.Second, "delivery after the primary came back", func() bool { return sink.count(down) == 2 })
+	if logs.count("primary reachable again", victim.Addr()) != 1 {
+		t.Error("the primary's return is not logged once")
+	}
 }
