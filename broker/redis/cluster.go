@@ -112,7 +112,11 @@ func (s *clusterSubs) connect() error {
 	}
 	s.dial(true)
 	s.publish()
-	return s.ready()
+	if err := s.ready(); err != nil {
+		s.closeAll()
+		return err
+	}
+	return nil
 }
 
 // run serves requests and keeps the subscriptions where their slots live
@@ -432,7 +436,7 @@ func (s *clusterSubs) slotOf(channel string) int { return slot(s.b.keys.channel(
 // slot. Channels whose primary is down stay lost until a later turn.
 func (s *clusterSubs) place() {
 	bySlot := make(map[string]map[int][]string) // primary -> slot -> channels
-	var stale []string                          // live on a primary that lost the slot
+	old := make(map[string][]string)            // live on a primary that lost the slot
 	for name, c := range s.want {
 		sl := s.slotOf(name)
 		owner := s.slots[sl]
@@ -440,7 +444,9 @@ func (s *clusterSubs) place() {
 			continue
 		}
 		if c.live {
-			stale = append(stale, name)
+			if sh := s.shards[c.addr]; sh != nil && sh.conn != nil {
+				old[c.addr] = append(old[c.addr], name)
+			}
 			c.live = false
 			s.markLost(name, c, fmt.Errorf("redis cluster: slot %d moved from %s to %s: %w", sl, c.addr, owner, broker.ErrUnavailable))
 		}
@@ -455,19 +461,9 @@ func (s *clusterSubs) place() {
 	for owner, slots := range bySlot {
 		s.subscribeOn(s.shards[owner], slots)
 	}
-	// Leave the old primaries (after joining the new ones: no gap).
-	old := make(map[string][]string)
-	for _, name := range stale {
-		if c := s.want[name]; c != nil && c.addr != "" && c.addr != s.slots[s.slotOf(name)] {
-			old[c.addr] = append(old[c.addr], name)
-		}
-	}
+	// Leave the old primaries, after joining the new ones: messages the
+	// old one still sends meanwhile are dropped by offset, not lost.
 	for addr, names := range old {
-		for _, n := range names {
-			if c := s.want[n]; c != nil && !c.live {
-				c.addr = ""
-			}
-		}
 		if sh := s.shards[addr]; sh != nil && sh.conn != nil {
 			s.unsubscribeOn(sh, names)
 		}

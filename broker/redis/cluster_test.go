@@ -384,6 +384,14 @@ func TestClusterShardDown(t *testing.T) {
 	if _, err := b.Publish(ctx, down, []byte(`3`), opts); err != nil {
 		t.Fatalf("publish after the primary came back: %v", err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			sink.mu.Lock()
+			t.Logf("sink: %s got %q, last %d, epoch %q; fills failed %d, lost/restored %d/%d; shards %v",
+				down, sink.got[down], sink.last[down], sink.epochs[down], sink.fillFails.Load(), sink.lost.Load(), sink.restored.Load(), b.Shards())
+			sink.mu.Unlock()
+		}
+	})
 	waitFor(t, 5*time.Second, "delivery after the primary came back", func() bool { return sink.count(down) == 2 })
 	if logs.count("primary reachable again", victim.Addr()) != 1 {
 		t.Error("the primary's return is not logged once")
