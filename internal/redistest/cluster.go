@@ -42,8 +42,9 @@ func StartCluster(tb testing.TB, primaries, replicasPerPrimary int) *Cluster {
 		tb.Fatalf("redistest: StartCluster(%d, %d)", primaries, replicasPerPrimary)
 	}
 	if primaries < 3 && replicasPerPrimary > 0 {
-		// A failover needs a majority of primaries to vote.
-		tb.Logf("redistest: a cluster of %d primaries cannot fail over by itself", primaries)
+		// redis-cli --cluster create wants 3 primaries, and a failover a
+		// majority of them to vote.
+		tb.Fatalf("redistest: StartCluster(%d, %d): replicas need at least 3 primaries", primaries, replicasPerPrimary)
 	}
 	bin := os.Getenv("REDIS_CLI")
 	if bin == "" {
@@ -74,6 +75,9 @@ func StartCluster(tb testing.TB, primaries, replicasPerPrimary int) *Cluster {
 // create joins the nodes with redis-cli --cluster create and waits until
 // the cluster is settled.
 func (c *Cluster) create(replicas int) error {
+	if len(c.Nodes) < 3 {
+		return c.createSmall()
+	}
 	args := []string{"--cluster", "create"}
 	for _, n := range c.Nodes {
 		args = append(args, n.Addr())
@@ -82,6 +86,25 @@ func (c *Cluster) create(replicas int) error {
 	out, err := exec.Command(c.cli, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("redis-cli %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return c.waitSettled()
+}
+
+// createSmall builds a cluster of one or two primaries, which redis-cli
+// --cluster create refuses: each node takes an equal range of slots and
+// meets the first.
+func (c *Cluster) createSmall() error {
+	n := len(c.Nodes)
+	for i, node := range c.Nodes {
+		lo, hi := i*16384/n, (i+1)*16384/n-1
+		if _, err := node.Do("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(lo), strconv.Itoa(hi)); err != nil {
+			return fmt.Errorf("%s: CLUSTER ADDSLOTSRANGE: %w", node.Addr(), err)
+		}
+		if i > 0 {
+			if _, err := node.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(c.Nodes[0].port)); err != nil {
+				return fmt.Errorf("%s: CLUSTER MEET: %w", node.Addr(), err)
+			}
+		}
 	}
 	return c.waitSettled()
 }

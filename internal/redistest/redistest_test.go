@@ -168,3 +168,15 @@ func TestStartCluster(t *testing.T) {
 		t.Fatalf("GET after the failover: %v %v", v, err)
 	}
 }
+
+// Clusters of one and two primaries, which redis-cli cannot create, are
+// built by hand.
+func TestStartSmallCluster(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 2} {
+		c := StartCluster(t, n, 0)
+		if got := len(c.Primaries()); got != n {
+			t.Fatalf("%d primaries, want %d", got, n)
+		}
+	}
+}
