@@ -10,7 +10,7 @@ FUZZN_SLOW  ?= 300x
 FUZZN_FRAMES ?= 20000x
 GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js autobahn bench bench-compare check tools
+.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js autobahn bench bench-compare bench-shards check tools
 
 all: build
 
@@ -89,6 +89,12 @@ bench:
 SEED_DIR ?= ../shared/seed
 bench-compare:
 	scripts/bench-compare.sh $(SEED_DIR)
+
+# bench-shards runs the same rooms load on one Redis and on Redis Clusters
+# of 1, 2 and 3 primaries and prints JSON lines (scripts/bench-shards.sh,
+# docs/benchmarks.md). Run it alone: it measures the machine.
+bench-shards:
+	scripts/bench-shards.sh
 
 check: fmt-check lint test
 

@@ -24,7 +24,10 @@ import (
 type Config struct {
 	// URL locates the Redis server:
 	// redis://[[user]:password@]host[:port][/db], or rediss:// for TLS.
-	// Default "redis://127.0.0.1:6379/0".
+	// For a Redis Cluster it names any node, or several seed nodes
+	// separated by commas (redis://:pw@10.0.0.1:7000,10.0.0.2:7001); the
+	// broker finds by itself that it speaks to a cluster (see the package
+	// documentation). Default "redis://127.0.0.1:6379/0".
 	URL string
 	// Prefix starts every key and pub/sub channel the broker uses, so that
 	// several deployments can share one Redis. Default "sb".
@@ -35,7 +38,8 @@ type Config struct {
 	// Subscribe and History can take when Redis is away. Default 1s.
 	Timeout time.Duration
 	// HealthInterval is how often the broker PINGs Redis to notice an
-	// outage that breaks no connection. Default 250ms.
+	// outage that breaks no connection, and on a Redis Cluster reads its
+	// topology. Default 250ms.
 	HealthInterval time.Duration
 	// ReconnectDelay is the longest wait between two reconnection attempts;
 	// the first is immediate and the waits double up to it. Default 250ms.
