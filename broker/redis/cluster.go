@@ -52,6 +52,11 @@ type clusterSubs struct {
 	// that they are not taken for pushes of a moved slot.
 	unsubs  map[[2]string]int
 	topoErr error // why the last topology read failed, or nil
+	// topoGen counts the changes of slots; viewGen and viewErrs are what
+	// publish last published, so that it rebuilds the slot table only
+	// when something changed.
+	topoGen, viewGen uint64
+	viewErrs         string
 	// lost and restored gather the channels that lost or regained their
 	// subscription during one turn of run; report hands them over.
 	lost, restored []string
@@ -172,7 +177,10 @@ func (s *clusterSubs) refresh() error {
 	if err != nil {
 		return err
 	}
-	s.slots = slots
+	if !slices.Equal(s.slots, slots) {
+		s.slots = slots
+		s.topoGen++
+	}
 	seen := make(map[string]bool)
 	for _, a := range slots {
 		if a != "" {
@@ -514,6 +522,7 @@ func (s *clusterSubs) subscribeOn(sh *shardConn, slots map[int][]string) {
 		if rerr, ok := rueidis.IsRedisErr(err); ok {
 			if addr, moved := rerr.IsMoved(); moved {
 				s.slots[sl] = addr
+				s.topoGen++
 				if s.shards[addr] == nil {
 					s.shards[addr] = &shardConn{addr: addr, err: fmt.Errorf("redis cluster: %s not connected yet: %w", addr, broker.ErrUnavailable)}
 					s.primaries = append(s.primaries, addr)
@@ -702,10 +711,20 @@ func (s *clusterSubs) anyLost() bool {
 func (s *clusterSubs) publish() {
 	view := make([]broker.Shard, len(s.primaries))
 	index := make(map[string]int16, len(s.primaries))
+	var errs strings.Builder
 	for i, a := range s.primaries {
 		view[i] = broker.Shard{Name: a, Addr: a, Err: s.shards[a].err}
 		index[a] = int16(i)
+		fmt.Fprintf(&errs, "%s=%t,", a, view[i].Err == nil)
 	}
+	if s.owners != nil && s.viewGen == s.topoGen && s.viewErrs == errs.String() {
+		// Only the errors' texts may have changed.
+		s.viewMu.Lock()
+		s.view, s.topoErrView = view, s.topoErr
+		s.viewMu.Unlock()
+		return
+	}
+	s.viewGen, s.viewErrs = s.topoGen, errs.String()
 	owners := make([]int16, numSlots)
 	down := 0
 	for sl, a := range s.slots {
@@ -747,11 +766,10 @@ func (s *clusterSubs) publish() {
 		}
 		s.downSlots = down
 	}
-	var err error
-	if rerr := s.ready(); rerr != nil {
-		err = rerr
+	if s.b.running.Load() {
+		// Before the first connection is made, connect reports it.
+		s.b.setErr(&s.b.subErr, s.ready())
 	}
-	s.b.setErr(&s.b.subErr, err)
 }
 
 // ready returns nil while at least one primary can be reached.
