@@ -342,6 +342,9 @@ func TestClusterShardDown(t *testing.T) {
 	if _, err := b.Publish(ctx, down, []byte(`1`), opts); err != nil {
 		t.Fatal(err)
 	}
+	// A SIGKILL right after the reply can beat the message to the
+	// subscriber's socket, and the restart loses the history.
+	waitFor(t, 5*time.Second, "delivery before the kill", func() bool { return sink.count(down) == 1 })
 	victim.Kill()
 	waitFor(t, 5*time.Second, "the shard reported down", func() bool { return b.ReadyFor(down) != nil })
 	n := 0
