@@ -14,7 +14,7 @@ import (
 )
 
 // TestChaosRedisCluster: three instances share a Redis Cluster of three
-// primaries with a replica each; 300 native clients are subscribed to 30
+// primaries with a replica each; 500 native clients are subscribed to 50
 // channels with history, spread over the instances, while every channel
 // gets a steady stream of numbered publishes. Mid-stream three channels'
 // slots move to other primaries, then a primary is killed and its replica
@@ -25,9 +25,9 @@ import (
 // idempotency key, so the acknowledged messages are exactly 1..n.
 func TestChaosRedisCluster(t *testing.T) {
 	const (
-		channels = 30
-		clients  = 300
-		every    = 100 * time.Millisecond
+		channels = 50
+		clients  = 500
+		every    = 150 * time.Millisecond
 	)
 	cluster := redistest.StartCluster(t, 3, 1)
 	var insts []*instance
