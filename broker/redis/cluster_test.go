@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -399,4 +400,57 @@ func TestClusterShardDown(t *testing.T) {
 	if logs.count("primary reachable again", victim.Addr()) != 1 {
 		t.Error("the primary's return is not logged once")
 	}
+}
+
+// A URL naming one node of a cluster (here a cluster of one node that owns
+// every slot) is enough: the broker finds the cluster by itself and serves
+// it, where it used to refuse it.
+func TestClusterOneNodeURL(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, &redistest.Options{Cluster: true})
+	b := newBroker(t, srv, Config{})
+	sink := newSink()
+	if err := b.Start(context.Background(), sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if sh := b.Shards(); len(sh) != 1 || sh[0].Addr != srv.Addr() || sh[0].Err != nil {
+		t.Fatalf("Shards = %v, want one, %s, up", sh, srv.Addr())
+	}
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "lobby"); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	if _, err := b.Publish(ctx, "lobby", []byte(`"hi"`), broker.PublishOptions{HistorySize: 10}); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	waitFor(t, 5*time.Second, "delivery", func() bool { return len(sink.get("lobby")) == 1 })
+	if v, err := srv.Do("PUBSUB", "SHARDCHANNELS"); err != nil || fmt.Sprint(v) != "[sb:{lobby} sb:{#control}]" && fmt.Sprint(v) != "[sb:{lobby}]" {
+		t.Errorf("PUBSUB SHARDCHANNELS = %v %v, want the hash-tagged channel", v, err)
+	}
+}
+
+// Several addresses are seeds of a cluster: plain Redis servers there are
+// an error Redis answered (ErrCluster), at each attempt, not a silent
+// failure later.
+func TestSeedsNotACluster(t *testing.T) {
+	t.Parallel()
+	a, b2 := redistest.Start(t, nil), redistest.Start(t, nil)
+	log, logs := recordLogs(t)
+	b, err := New(Config{URL: "redis://" + a.Addr() + "," + b2.Addr(), Logger: log, Timeout: 300 * time.Millisecond, ConnectDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	if err := b.Start(context.Background(), newSink()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(); !errors.Is(err, broker.ErrUnavailable) || !errors.Is(err, ErrCluster) || !strings.Contains(err.Error(), "not cluster nodes") {
+		t.Fatalf("Ready = %v, want ErrCluster and ErrUnavailable, saying they are not cluster nodes", err)
+	}
+	waitFor(t, 5*time.Second, "an attempt logged as an error", func() bool {
+		return logs.count("level=ERROR", "cannot connect: Redis Cluster cannot serve") >= 1
+	})
 }

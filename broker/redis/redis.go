@@ -253,6 +253,9 @@ func (b *Broker) connect() error {
 			if client != nil {
 				client.Close()
 			}
+			if strings.Contains(err.Error(), "cluster support disabled") {
+				return fmt.Errorf("%w: %s: several addresses name the seeds of a cluster, but these are not cluster nodes: %w: %w", ErrCluster, b.addr, broker.ErrUnavailable, err)
+			}
 			return b.connectError("connect to the cluster of", err)
 		}
 		if client.Mode() != rueidis.ClientModeCluster {
