@@ -317,3 +317,38 @@ func getBody(url string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestRedisClusterNodeServed: an instance pointed at one node of a Redis
+// Cluster is ready and serves subscribes and publishes (it used to report
+// ready and answer every subscribe with internal, logging nothing).
+func TestRedisClusterNodeServed(t *testing.T) {
+	node := redistest.Start(t, &redistest.Options{Cluster: true})
+	in := startInstance(t, "--redis", node.URL(), "--history-size", "10")
+	waitFor(t, 10*time.Second, func() bool { return readyStatus(in) == 200 }, "instance ready on the cluster node")
+	c := native(t, in.ws("/ws"))
+	r, err := c.request(`{"id":1,"op":"subscribe","channel":"news"}`, 1, nil)
+	if err != nil || r["ok"] != true {
+		t.Fatalf("subscribe: %v %v", r, err)
+	}
+	got := false
+	r, err = c.request(`{"id":2,"op":"publish","channel":"news","data":"hi"}`, 2, func(m map[string]any) {
+		got = got || m["op"] == "message" && m["data"] == "hi"
+	})
+	if err != nil || r["ok"] != true || r["offset"] != float64(1) {
+		t.Fatalf("publish: %v %v", r, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for !got {
+		m, err := c.readJSON(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the message: %v", err)
+		}
+		if m["op"] == "message" && m["data"] == "hi" {
+			break
+		}
+	}
+	if strings.Contains(in.logs.String(), "level=ERROR") {
+		t.Errorf("errors logged:\n%s", in.logs)
+	}
+}
