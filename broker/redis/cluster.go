@@ -40,6 +40,14 @@ const numSlots = 16384
 // The state that Ready, ReadyFor and Shards read (view, owners) is
 // published by run under viewMu. Locks: evMu and viewMu are leaves; never
 // hold one while taking the other.
+//
+// Messages are handed to the Handler by each connection's reader. While a
+// channel moves, the old primary's connection may still hand over a
+// message already in flight while the new one hands over newer ones: the
+// offsets of a channel with history order them (the hub drops what it has
+// already delivered). run does its network work itself, each step bounded
+// by Config.Timeout: a primary that hangs (rather than refusing
+// connections) slows Subscribe on the others by up to that much per turn.
 type clusterSubs struct {
 	b *Broker
 
@@ -261,7 +269,7 @@ func (s *clusterSubs) slotsFrom(addr string, c rueidis.Client) ([]string, error)
 		}
 		if host == "" || host == "?" {
 			// The node does not know its own address: the one we reached.
-			host = addr[:max(strings.LastIndexByte(addr, ':'), 0)]
+			host = strings.Trim(addr[:max(strings.LastIndexByte(addr, ':'), 0)], "[]")
 		}
 		a := joinHostPort(host, port)
 		for i := lo; i <= hi; i++ {
