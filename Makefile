@@ -10,7 +10,7 @@ FUZZN_SLOW  ?= 300x
 FUZZN_FRAMES ?= 20000x
 GOFILES      = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js autobahn bench bench-compare check tools
+.PHONY: all build fmt fmt-check lint test test-go test-fuzz test-js autobahn bench bench-compare bench-shards check tools
 
 all: build
 
@@ -51,6 +51,7 @@ test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzValidateChannel -fuzztime=$(FUZZN) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzToken -fuzztime=$(FUZZN) ./broker/nats
+	$(GO) test -run=NONE -fuzz=FuzzParseURL -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzReadLoop -fuzztime=$(FUZZN_SLOW) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzFrameSequence -fuzztime=$(FUZZN_FRAMES) ./transport
 	$(GO) test -run=NONE -fuzz=FuzzInflate -fuzztime=$(FUZZN) ./transport
@@ -89,6 +90,12 @@ bench:
 SEED_DIR ?= ../shared/seed
 bench-compare:
 	scripts/bench-compare.sh $(SEED_DIR)
+
+# bench-shards runs the same rooms load on one Redis and on Redis Clusters
+# of 1, 2 and 3 primaries and prints JSON lines (scripts/bench-shards.sh,
+# docs/benchmarks.md). Run it alone: it measures the machine.
+bench-shards:
+	scripts/bench-shards.sh
 
 check: fmt-check lint test
 

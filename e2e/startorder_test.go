@@ -119,8 +119,7 @@ func TestStartBeforeRedis(t *testing.T) {
 }
 
 // TestRedisRefusesIsAnError points instances at a Redis that answers and
-// refuses them: a wrong password, and a Redis Cluster node (not supported
-// yet). Each instance keeps running but is never ready, says why on
+// refuses them: a wrong password. Each instance keeps running but is never ready, says why on
 // /readyz, logs the reason as an error at every retry (never the
 // password), and answers native requests with unavailable rather than
 // internal.
@@ -134,9 +133,6 @@ func TestRedisRefusesIsAnError(t *testing.T) {
 		{"wrong password", &redistest.Options{Password: "right"},
 			func(s *redistest.Server) string { return "redis://:wrong-s3cret@" + s.Addr() + "/0" },
 			"authentication failed (check the user and password in the Redis URL)"},
-		{"cluster node", &redistest.Options{Cluster: true},
-			func(s *redistest.Server) string { return s.URL() },
-			"Redis Cluster is not supported yet (use a single Redis server, not a cluster node)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

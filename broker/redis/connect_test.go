@@ -131,7 +131,7 @@ func TestCloseWhileConnecting(t *testing.T) {
 
 // What retrying alone cannot fix is an error at every attempt, and Ready
 // says what it is: the wrong password or none, a TLS client against a
-// plain port, a Redis Cluster node.
+// plain port.
 func TestConnectRefused(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -147,8 +147,6 @@ func TestConnectRefused(t *testing.T) {
 			func(srv *redistest.Server) string { return "redis://" + srv.Addr() + "/0" }, ErrAuth, "NOAUTH"},
 		{"TLS against a plain port", nil,
 			func(srv *redistest.Server) string { return "rediss://" + srv.Addr() }, ErrTLSHandshake, "TLS handshake failed"},
-		{"cluster node", &redistest.Options{Cluster: true},
-			func(srv *redistest.Server) string { return srv.URL() }, ErrCluster, "Redis Cluster is not supported yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

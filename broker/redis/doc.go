@@ -1,10 +1,10 @@
 // Package redis is the Redis broker: any number of switchboard nodes share
-// every channel through one Redis server, with github.com/redis/rueidis as the
-// client.
+// every channel through one Redis server, or a Redis Cluster, with
+// github.com/redis/rueidis as the client.
 //
 // # Delivery
 //
-// Each node holds one dedicated pub/sub connection and one Redis
+// On one Redis, each node holds one dedicated pub/sub connection and one Redis
 // subscription per channel, whatever the number of local clients. Subscribe
 // and Unsubscribe go through one goroutine that owns that connection; the
 // requests that queue while a command is in flight are sent together, many
@@ -55,9 +55,8 @@
 // Redis may only be late (connection refused, a timeout), as an error
 // when it answered and refused, which time alone will not fix: wrong or
 // missing credentials (ErrAuth), a TLS client on a plain port
-// (ErrTLSHandshake), a Redis Cluster node (ErrCluster: the broker speaks to
-// one server; cluster support is not built yet). Only a URL that cannot be
-// parsed fails, in New.
+// (ErrTLSHandshake), seed addresses that are not cluster nodes
+// (ErrCluster). Only a URL that cannot be parsed fails, in New.
 //
 // # Faults
 //
@@ -69,6 +68,46 @@
 // had, in batches; a Handler that implements broker.StateHandler is told when
 // the subscriptions were lost and when they are back. Loss and recovery are
 // logged once each.
+//
+// # Redis Cluster
+//
+// A URL naming one cluster node, or several seeds (redis://a:7000,b:7001),
+// makes the broker speak to a Redis Cluster (Redis 7 or newer): a URL of
+// one address whose server says cluster_enabled:1, or of several
+// addresses, is a cluster. Commands then go through rueidis's cluster
+// client, which follows MOVED and ASK. Channel c's pub/sub channel is
+// "sb:{c}", in the slot of its keys, and messages go through sharded
+// Pub/Sub: the publish scripts SPUBLISH (they take the publish command as
+// an argument), and each node holds one SSUBSCRIBE per channel on the
+// primary of the channel's slot, one command per slot, over one dedicated
+// connection per primary. Presence, idempotency keys and history are
+// per-channel keys in that slot; the nodes' channel counts are read by
+// SCAN on every node. No command spans two slots.
+//
+// One goroutine (clusterSubs.run) owns those connections. Every
+// HealthInterval it reads CLUSTER SLOTS and PINGs each primary. A channel
+// loses its subscription when its primary's connection breaks, when Redis
+// pushes SUNSUBSCRIBE (its slot moved, or its primary became a replica)
+// or when the topology shows its slot elsewhere; it is then subscribed
+// where its slot lives now, and a Handler that implements
+// broker.ChannelStateHandler is told which channels were lost and when
+// they are back (a StateHandler, of all of them), so that it fills their
+// gaps from history. The broker is a broker.ShardReadier: Shards lists the
+// primaries by address with why each cannot be reached, ReadyFor tells
+// whether a channel's primary can, and Ready fails only when none can.
+// Publish to a channel whose primary is down fails at once with
+// broker.ErrUnavailable while the other channels keep working (run the
+// cluster with cluster-require-full-coverage no, or the live primaries
+// refuse every command while a slot is down). History reads, and publishes
+// with an idempotency key, are retried within Config.Timeout through
+// CLUSTERDOWN, TRYAGAIN and broken connections; other publishes never are,
+// as a retry could publish twice. Each change of a primary's state is
+// logged once.
+//
+// Redis Cluster replicates asynchronously: a primary that dies before its
+// replica has a write loses it, even when acknowledged, and the channel's
+// offsets then continue from the replica's. A planned failover (CLUSTER
+// FAILOVER) or a slot's move loses nothing.
 //
 // A Broker is safe for concurrent use.
 package redis

@@ -9,6 +9,7 @@ var ErrNotStarted = errors.New("redis: broker not started")
 // credentials (NOAUTH, WRONGPASS).
 var ErrAuth = errors.New("redis: authentication failed (check the user and password in the Redis URL)")
 
-// ErrCluster is wrapped by the error of a connection to a Redis Cluster
-// node, which the broker does not support yet.
-var ErrCluster = errors.New("redis: Redis Cluster is not supported yet (use a single Redis server, not a cluster node)")
+// ErrCluster is wrapped by the errors of a Redis Cluster that cannot serve
+// a channel: no primary owns its hash slot, the topology cannot be read,
+// or seed addresses were given that are not cluster nodes.
+var ErrCluster = errors.New("redis: Redis Cluster cannot serve")

@@ -224,24 +224,65 @@ func (b *Broker) ClusterChannels(ctx context.Context) (map[string]int, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	out := make(map[string]int)
-	cursor := uint64(0)
-	for {
-		entry, err := b.client.Do(cctx, b.client.B().Scan().Cursor(cursor).Match(b.keys.nodePattern()).Count(100).Build()).AsScanEntry()
-		if err != nil {
+	var keys []string
+	if b.cluster == nil {
+		var err error
+		if keys, err = b.scanNodes(cctx, b.client); err != nil {
 			return nil, b.fail(ctx, "cluster channels", "", err)
 		}
-		for _, key := range entry.Elements {
-			kv, err := b.client.Do(cctx, b.client.B().Hgetall().Key(key).Build()).AsIntMap()
+	} else {
+		// The nodes' keys are spread over the slots: SCAN every node
+		// (replicas hold copies, hence the set), and skip the ones down:
+		// their nodes' counts are missing until they are back.
+		seen := make(map[string]struct{})
+		var lastErr error
+		ok := 0
+		for _, c := range b.client.Nodes() {
+			ks, err := b.scanNodes(cctx, c)
 			if err != nil {
-				return nil, b.fail(ctx, "cluster channels", key, err)
+				lastErr = err
+				continue
 			}
-			for ch, n := range kv {
-				out[ch] += int(n)
+			ok++
+			for _, k := range ks {
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					keys = append(keys, k)
+				}
 			}
 		}
+		if ok == 0 {
+			return nil, b.fail(ctx, "cluster channels", "", lastErr)
+		}
+	}
+	out := make(map[string]int)
+	for _, key := range keys {
+		kv, err := b.client.Do(cctx, b.client.B().Hgetall().Key(key).Build()).AsIntMap()
+		if err != nil {
+			if b.cluster != nil && transient(err) {
+				continue
+			}
+			return nil, b.fail(ctx, "cluster channels", key, err)
+		}
+		for ch, n := range kv {
+			out[ch] += int(n)
+		}
+	}
+	return out, nil
+}
+
+// scanNodes returns the keys of the nodes' channel counts that c holds.
+func (b *Broker) scanNodes(ctx context.Context, c rueidis.Client) ([]string, error) {
+	var keys []string
+	cursor := uint64(0)
+	for {
+		entry, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(b.keys.nodePattern()).Count(100).Build()).AsScanEntry()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, entry.Elements...)
 		if entry.Cursor == 0 {
-			return out, nil
+			return keys, nil
 		}
 		cursor = entry.Cursor
 	}

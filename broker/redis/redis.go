@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +24,10 @@ import (
 type Config struct {
 	// URL locates the Redis server:
 	// redis://[[user]:password@]host[:port][/db], or rediss:// for TLS.
-	// Default "redis://127.0.0.1:6379/0".
+	// For a Redis Cluster it names any node, or several seed nodes
+	// separated by commas (redis://:pw@10.0.0.1:7000,10.0.0.2:7001); the
+	// broker finds by itself that it speaks to a cluster (see the package
+	// documentation). Default "redis://127.0.0.1:6379/0".
 	URL string
 	// Prefix starts every key and pub/sub channel the broker uses, so that
 	// several deployments can share one Redis. Default "sb".
@@ -36,7 +38,8 @@ type Config struct {
 	// Subscribe and History can take when Redis is away. Default 1s.
 	Timeout time.Duration
 	// HealthInterval is how often the broker PINGs Redis to notice an
-	// outage that breaks no connection. Default 250ms.
+	// outage that breaks no connection, and on a Redis Cluster reads its
+	// topology. Default 250ms.
 	HealthInterval time.Duration
 	// ReconnectDelay is the longest wait between two reconnection attempts;
 	// the first is immediate and the waits double up to it. Default 250ms.
@@ -89,6 +92,12 @@ type Broker struct {
 	closed  atomic.Bool
 	client  rueidis.Client
 	subs    subscriptions
+	// cluster is the subscriptions of a Redis Cluster (also in subs), nil
+	// on one Redis; pubCmd is the publish command the scripts run:
+	// "SPUBLISH" on a cluster, "PUBLISH" otherwise. Both are set with
+	// client.
+	cluster *clusterSubs
+	pubCmd  string
 	handler broker.Handler
 	state   broker.StateHandler // handler as a StateHandler, or nil
 	// connErr is why the first connection is not made yet: set by each
@@ -140,14 +149,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.SubscribeBatch <= 0 {
 		cfg.SubscribeBatch = 512
 	}
-	opt, err := rueidis.ParseURL(cfg.URL)
+	opt, err := parseURL(cfg.URL)
 	if err != nil {
-		// url.Error repeats the URL, and with it any password.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, fmt.Errorf("redis: parse URL: %w", err)
+		return nil, err
 	}
 	// Fail fast instead of retrying: the caller decides what an outage
 	// means, and the subscriber goroutine reconnects by itself.
@@ -201,9 +205,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.state, _ = h.(broker.StateHandler)
 	err := b.connect()
 	if err == nil {
-		b.wg.Add(2)
-		go b.subs.run()
-		go b.health()
+		b.startLoops()
 		return nil
 	}
 	wait := b.connectBackoff(1)
@@ -214,29 +216,66 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 }
 
 // connect makes the first connection: the client that publishes, a check
-// that Redis is not a cluster node, and the pub/sub connection. When all
+// whether Redis is a cluster node, and the pub/sub connection (on a
+// cluster: the topology and a connection to each primary). When all
 // succeed it sets the broker running; otherwise it leaves nothing open.
 // It is called by Start, then by the connect goroutine, never both.
+//
+// One address is first reached as one Redis; when INFO says it is a
+// cluster node, or several addresses were given (seeds), the broker
+// connects as a cluster client instead.
 func (b *Broker) connect() error {
-	client, err := rueidis.NewClient(b.opt)
-	if err != nil {
-		if client != nil {
-			client.Close()
+	clustered := len(b.opt.InitAddress) > 1
+	if !clustered {
+		client, err := rueidis.NewClient(b.opt)
+		if err != nil {
+			if client != nil {
+				client.Close()
+			}
+			return b.connectError("connect to", err)
 		}
-		return b.connectError("connect to", err)
+		if clustered, err = b.clusterNode(client); err != nil {
+			client.Close()
+			return err
+		}
+		if clustered {
+			client.Close()
+		} else {
+			b.client, b.pubCmd = client, "PUBLISH"
+		}
 	}
-	if err := b.standalone(client); err != nil {
-		client.Close()
-		return err
+	var subs subscriptions
+	if clustered {
+		opt := b.opt
+		opt.ForceSingleClient = false
+		client, err := rueidis.NewClient(opt)
+		if err != nil {
+			if client != nil {
+				client.Close()
+			}
+			if strings.Contains(err.Error(), "cluster support disabled") {
+				return fmt.Errorf("%w: %s: several addresses name the seeds of a cluster, but these are not cluster nodes: %w: %w", ErrCluster, b.addr, broker.ErrUnavailable, err)
+			}
+			return b.connectError("connect to the cluster of", err)
+		}
+		if client.Mode() != rueidis.ClientModeCluster {
+			client.Close()
+			return fmt.Errorf("%w: %s: several addresses name the seeds of a cluster, but these are not cluster nodes: %w", ErrCluster, b.addr, broker.ErrUnavailable)
+		}
+		b.client, b.pubCmd = client, "SPUBLISH"
+		b.keys.sharded = true
+		cs := newClusterSubs(b)
+		b.cluster, subs = cs, cs
+	} else {
+		subs = newSubscriber(b)
 	}
-	b.client = client
-	s := newSubscriber(b)
-	if err := s.connect(); err != nil {
-		client.Close()
-		b.client = nil
+	if err := subs.connect(); err != nil {
+		b.client.Close()
+		b.client, b.cluster = nil, nil
+		b.keys.sharded = false
 		return b.connectError("open the pub/sub connection to", err)
 	}
-	b.subs = s
+	b.subs = subs
 	b.readyMu.Lock()
 	b.ready = true
 	b.readyMu.Unlock()
@@ -245,25 +284,20 @@ func (b *Broker) connect() error {
 	return nil
 }
 
-// standalone returns an error wrapping ErrCluster when the server is a
-// Redis Cluster node (cluster_enabled:1 in INFO cluster): the broker speaks
-// to one server, and a cluster would refuse its multi-key scripts. A
-// server that does not answer INFO (renamed or forbidden) is taken as a
-// standalone one.
-func (b *Broker) standalone(client rueidis.Client) error {
+// clusterNode reports whether the server is a Redis Cluster node
+// (cluster_enabled:1 in INFO cluster). A server that does not answer INFO
+// (renamed or forbidden) is taken as a standalone one.
+func (b *Broker) clusterNode(client rueidis.Client) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
 	info, err := client.Do(ctx, client.B().Info().Section("cluster").Build()).ToString()
 	if err != nil {
 		if _, ok := rueidis.IsRedisErr(err); ok {
-			return nil
+			return false, nil
 		}
-		return b.connectError("ask about cluster mode", err)
+		return false, b.connectError("ask about cluster mode", err)
 	}
-	if strings.Contains(info, "cluster_enabled:1") {
-		return fmt.Errorf("%w: %s is a cluster node: %w", ErrCluster, b.addr, broker.ErrUnavailable)
-	}
-	return nil
+	return strings.Contains(info, "cluster_enabled:1"), nil
 }
 
 // connectLoop makes the first connection when Start could not: it waits
@@ -290,10 +324,20 @@ func (b *Broker) connectLoop(wait time.Duration) {
 		if !b.closed.Load() {
 			b.log.Info("redis: connected", "addr", b.addr, "attempts", attempt)
 		}
-		b.wg.Add(2)
-		go b.subs.run()
-		go b.health()
+		b.startLoops()
 		return
+	}
+}
+
+// startLoops starts the goroutines of a connected broker: the subscriber,
+// and on one Redis the health goroutine (a cluster's subscriber checks its
+// shards itself). They are counted in b.wg.
+func (b *Broker) startLoops() {
+	b.wg.Add(1)
+	go b.subs.run()
+	if b.cluster == nil {
+		b.wg.Add(1)
+		go b.health()
 	}
 }
 
@@ -381,6 +425,9 @@ func (b *Broker) Ready() error {
 			return *p
 		}
 		return fmt.Errorf("%w: %w", ErrNotStarted, broker.ErrUnavailable)
+	}
+	if b.cluster != nil {
+		return b.cluster.ready()
 	}
 	if p := b.subErr.Load(); p != nil {
 		return fmt.Errorf("redis: pub/sub connection to %s: %w: %w", b.addr, broker.ErrUnavailable, *p)
@@ -474,6 +521,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if err := b.usable(); err != nil {
 		return broker.Position{}, err
 	}
+	if b.cluster != nil {
+		// A channel whose primary is down fails at once, the others
+		// keep working.
+		if err := b.cluster.readyFor(channel); err != nil {
+			return broker.Position{}, fmt.Errorf("redis: publish %q: %w", channel, err)
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	idemTTL := strconv.FormatInt(opts.IdempotencyWindow().Milliseconds(), 10)
@@ -482,10 +536,17 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 		// command, and the caller may reuse its buffer.
 		payload := string(encode(data, opts.Binary, opts.Skip))
 		var err error
-		if opts.IdempotencyKey != "" {
-			err = publishOnceScript.Exec(cctx, b.client, []string{b.keys.idem(channel, opts.IdempotencyKey)},
-				[]string{b.keys.channel(channel), payload, idemTTL}).Error()
-		} else {
+		switch {
+		case opts.IdempotencyKey != "":
+			// Safe to retry through a failover: the key makes it once.
+			err = b.retry(cctx, func() error {
+				return publishOnceScript.Exec(cctx, b.client, []string{b.keys.idem(channel, opts.IdempotencyKey)},
+					[]string{b.keys.channel(channel), payload, idemTTL, b.pubCmd}).Error()
+			})
+		case b.cluster != nil:
+			cmd := b.client.B().Spublish().Channel(b.keys.channel(channel)).Message(payload).Build()
+			err = b.client.Do(cctx, cmd).Error()
+		default:
 			cmd := b.client.B().Publish().Channel(b.keys.channel(channel)).Message(payload).Build()
 			err = b.client.Do(cctx, cmd).Error()
 		}
@@ -502,10 +563,20 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.Binary {
 		binary = "1"
 	}
-	res := b.publishScript.Exec(cctx, b.client, keys,
-		[]string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip,
-			strconv.FormatInt(time.Now().UnixMilli(), 10)})
-	arr, err := res.ToArray()
+	args := []string{b.keys.channel(channel), string(data), strconv.Itoa(opts.HistorySize), ttlMillis(opts), newEpoch(), idemTTL, binary, opts.Skip,
+		strconv.FormatInt(time.Now().UnixMilli(), 10), b.pubCmd}
+	var arr []rueidis.RedisMessage
+	run := func() (err error) {
+		arr, err = b.publishScript.Exec(cctx, b.client, keys, args).ToArray()
+		return err
+	}
+	var err error
+	if opts.IdempotencyKey != "" {
+		// Safe to retry through a failover: the key makes it once.
+		err = b.retry(cctx, run)
+	} else {
+		err = run()
+	}
 	if err != nil {
 		return broker.Position{}, b.fail(ctx, "publish", channel, err)
 	}
@@ -549,10 +620,14 @@ func (b *Broker) History(ctx context.Context, channel string, req broker.History
 	if opts.HistorySize > 0 {
 		create = "1"
 	}
-	res := b.historyScript.Exec(cctx, b.client,
-		[]string{b.keys.stream(channel), b.keys.meta(channel)},
-		[]string{since, sinceEpoch, strconv.Itoa(max(req.Limit, 0)), create, newEpoch(), ttlMillis(opts)})
-	arr, err := res.ToArray()
+	var arr []rueidis.RedisMessage
+	// A read is safe to retry while a cluster fails over or moves a slot.
+	err := b.retry(cctx, func() (err error) {
+		arr, err = b.historyScript.Exec(cctx, b.client,
+			[]string{b.keys.stream(channel), b.keys.meta(channel)},
+			[]string{since, sinceEpoch, strconv.Itoa(max(req.Limit, 0)), create, newEpoch(), ttlMillis(opts)}).ToArray()
+		return err
+	})
 	if err != nil {
 		return broker.HistoryResult{}, b.fail(ctx, "history", channel, err)
 	}

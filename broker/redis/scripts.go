@@ -18,7 +18,9 @@ var publishOnceScript = rueidis.NewLuaScript(publishOnceLua)
 // "1" for binary data ("0" otherwise), and the client to leave out ("" for
 // none; it prefixes the payload, never the stream), and the publish time in
 // milliseconds since the epoch (kept as the stream field "t", which readers
-// of entries without it do without). When the idempotency
+// of entries without it do without), and the publish command: "PUBLISH" on
+// one Redis, "SPUBLISH" on a Redis Cluster (the channel is then in the
+// keys' slot, so the script stays one atomic step). When the idempotency
 // key exists, the
 // message was published already: the script returns that publish's
 // position and does nothing else.
@@ -52,7 +54,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 local skip = ''
 if ARGV[8] ~= '' then skip = '\3' .. ARGV[8] .. ',' end
-redis.call('PUBLISH', ARGV[1], skip .. mark .. string.format('%d,%s,', off, epoch) .. ARGV[2])
+redis.call(ARGV[10], ARGV[1], skip .. mark .. string.format('%d,%s,', off, epoch) .. ARGV[2])
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ',' .. off, 'PX', ARGV[6])
 end
@@ -61,10 +63,11 @@ return {epoch, off}
 
 // publishOnceLua publishes a message without history at most once per
 // idempotency key. KEYS: the idempotency key. ARGV: pub/sub channel,
-// payload, the key's TTL in milliseconds.
+// payload, the key's TTL in milliseconds, the publish command (PUBLISH or
+// SPUBLISH, as for publishLua).
 const publishOnceLua = `
 if redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[3]) then
-  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  redis.call(ARGV[4], ARGV[1], ARGV[2])
 end
 return 1
 `

@@ -90,7 +90,7 @@ func declare(s *settings) []*option {
 		intOpt(&h.SendQueueBytes, "send-queue-bytes", hub.DefaultSendQueueBytes, "bytes queued for one connection before it is closed as a slow consumer (4008)"),
 		durationOpt(&h.PingInterval, "ping-interval", hub.DefaultPingInterval, "interval between server pings; a connection silent for two intervals is closed"),
 		durationOpt(&s.shutdownTimeout, "shutdown-timeout", 10*time.Second, "the longest a graceful shutdown takes"),
-		withEnv(secretOpt(stringOpt(&s.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; empty uses the in-process broker (one node)")), "SWITCHBOARD_REDIS_URL"),
+		withEnv(secretOpt(stringOpt(&s.redisURL, "redis", "", "Redis URL (redis://[:password@]host:port/db or rediss://) to share messages with other instances; for a Redis Cluster, any node or several comma-separated seeds (redis://:password@host1:7000,host2:7000); empty uses the in-process broker (one node)")), "SWITCHBOARD_REDIS_URL"),
 		secretOpt(listOpt(&s.redisShards, "redis-shards", "comma-separated URLs of several standalone Redis servers that share the channels by a consistent hash (not a Redis Cluster), in the same order on every instance; instead of --redis")),
 		stringOpt(&s.redisPrefix, "redis-prefix", "sb", "prefix of every Redis key and pub/sub channel, so that several applications can share one Redis without seeing each other's messages (A-Z a-z 0-9 _ - .)"),
 		withEnv(secretOpt(stringOpt(&s.natsURL, "nats", "", "NATS URL (nats://[user:password@]host:port, several comma-separated, or tls://) with JetStream, to share messages with other instances instead of Redis; not with --redis or --redis-shards")), "SWITCHBOARD_NATS_URL"),

@@ -7,6 +7,9 @@
 // goes away and comes back. New reserves a port without starting anything
 // there, for tests of what starts before its Redis; Restart then starts it.
 // Options.Cluster makes the server a Redis Cluster node owning every slot.
+// StartCluster builds a real cluster (primaries with replicas, redis-cli
+// --cluster create) and waits until it is settled; Cluster.MoveSlot,
+// Failover and KillPrimary change it under a running test.
 // It never touches a Redis on the default port 6379.
 //
 // A missing redis-server binary fails the test with an install hint rather

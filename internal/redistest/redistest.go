@@ -32,6 +32,10 @@ type Options struct {
 	// that owns every hash slot: a cluster of one, which answers like any
 	// cluster node (cluster_enabled:1 in INFO).
 	Cluster bool
+
+	// clusterMember runs the server as a node of a cluster that
+	// StartCluster builds: cluster-enabled, no slots of its own yet.
+	clusterMember bool
 }
 
 // readyTimeout bounds the wait for a started redis-server to answer PING.
@@ -209,8 +213,12 @@ func (s *Server) args() []string {
 	if s.opts.Password != "" {
 		args = append(args, "--requirepass", s.opts.Password)
 	}
-	if s.opts.Cluster {
+	if s.opts.Cluster || s.opts.clusterMember {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	}
+	if s.opts.clusterMember {
+		args = append(args, "--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
+			"--cluster-require-full-coverage", "no", "--cluster-replica-validity-factor", "0")
 	}
 	return append(args, s.opts.Args...)
 }

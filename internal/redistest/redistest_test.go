@@ -131,3 +131,52 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+// StartCluster builds a settled cluster; a slot moves with its keys, and a
+// killed primary's replica takes over.
+func TestStartCluster(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3, 1)
+	if n := len(c.Primaries()); n != 3 {
+		t.Fatalf("%d primaries, want 3", n)
+	}
+	slot := c.Slot("{x}")
+	from := c.Owner(slot)
+	if _, err := from.Do("SET", "{x}k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	var to *Server
+	for _, p := range c.Primaries() {
+		if p != from {
+			to = p
+			break
+		}
+	}
+	c.MoveSlot(slot, to)
+	c.WaitSettled()
+	if got := c.Owner(slot); got != to {
+		t.Fatalf("slot %d owned by %s after the move, want %s", slot, got.Addr(), to.Addr())
+	}
+	if v, err := to.Do("GET", "{x}k"); err != nil || v != "v" {
+		t.Fatalf("GET after the move: %v %v", v, err)
+	}
+	r := c.KillPrimary(to)
+	if r == nil || c.Owner(slot) != r {
+		t.Fatalf("slot %d not taken over by the replica %v", slot, r)
+	}
+	if v, err := r.Do("GET", "{x}k"); err != nil || v != "v" {
+		t.Fatalf("GET after the failover: %v %v", v, err)
+	}
+}
+
+// Clusters of one and two primaries, which redis-cli cannot create, are
+// built by hand.
+func TestStartSmallCluster(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 2} {
+		c := StartCluster(t, n, 0)
+		if got := len(c.Primaries()); got != n {
+			t.Fatalf("%d primaries, want %d", got, n)
+		}
+	}
+}
