@@ -29,10 +29,20 @@ func TestNodesAcrossInstances(t *testing.T) {
 	b := startInstance(t, "--redis", redis.URL(), "--node-id", "node-b")
 	c := startInstance(t, "--redis", redis.URL(), "--node-id", "node-c")
 	var r nodesReply
+	// A node announces itself as soon as it starts, and its address once
+	// it listens: wait for every node's announcement with its address.
 	waitFor(t, 10*time.Second, func() bool {
 		getJSON(t, a.url("/api/nodes"), &r)
-		return len(r.Nodes) == 3
-	}, "three nodes listed by node-a")
+		if len(r.Nodes) != 3 {
+			return false
+		}
+		for _, n := range r.Nodes {
+			if n.Address == "" || n.State != "ready" {
+				return false
+			}
+		}
+		return true
+	}, "three ready nodes with their addresses listed by node-a")
 	for i, want := range []string{"node-a", "node-b", "node-c"} {
 		n := r.Nodes[i]
 		if n.ID != want || n.State != "ready" || n.Address == "" || n.Version == "" || n.ExpiresAfterMS <= 0 {
