@@ -38,46 +38,17 @@ WRITE_DELAY=${WRITE_DELAY:-40ms}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-$(date +%Y%m%d-%H%M%S)}
 
 [[ " $SIDES " != *" seed "* ]] || [ -f "$SEED_DIR/server.js" ] || { echo "no server.js in SEED_DIR=$SEED_DIR" >&2; exit 2; }
-for cmd in go node npm redis-server python3; do
-	command -v "$cmd" >/dev/null || { echo "bench-compare: $cmd is required" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d /tmp/bench-compare.XXXXXX)
-PIDS=()  # every process this script started, killed on exit
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '== %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port: wait up to 10 s for a listener
-	local i
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
-stop() { # pid...: stop processes this script started
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
+NAME=bench-compare
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+need go node npm redis-server python3
 
 ulimit -n "$(ulimit -Hn)" # servers and the bench tool hold 10,000+ sockets
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
-log "building switchboard and switchboard-bench"
-(cd "$ROOT" && go build -o "$WORK/switchboard" ./cmd/switchboard && go build -o "$WORK/switchboard-bench" ./cmd/switchboard-bench)
-BENCH=$WORK/switchboard-bench
+build_binaries "$ROOT"
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &

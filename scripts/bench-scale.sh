@@ -43,46 +43,17 @@ ROOM_DURATION=${ROOM_DURATION:-20s}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-scale-$(date +%Y%m%d-%H%M%S)}
 WHAT=${*:-idle storm rooms}
 
-for cmd in go redis-server python3; do
-	command -v "$cmd" >/dev/null || { echo "bench-scale: $cmd is required" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d /tmp/bench-scale.XXXXXX)
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '== %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-	local i
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
-stop() {
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
+NAME=bench-scale
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+need go redis-server python3
 
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 touch "$RESULTS"
 
-log "building switchboard and switchboard-bench"
-(cd "$ROOT" && go build -o "$WORK/switchboard" ./cmd/switchboard && go build -o "$WORK/switchboard-bench" ./cmd/switchboard-bench)
-BENCH=$WORK/switchboard-bench
+build_binaries "$ROOT"
 
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &

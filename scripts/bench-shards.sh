@@ -33,45 +33,17 @@ INSTANCES=${INSTANCES:-2}
 BACKENDS=${BACKENDS:-single cluster-1 cluster-2 cluster-3}
 OUT=${OUT:-${TMPDIR:-/tmp}/switchboard-bench-shards-$(date +%Y%m%d-%H%M%S)}
 
-for cmd in go redis-server redis-cli python3 curl; do
-	command -v "$cmd" >/dev/null || { echo "bench-shards: $cmd is required" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d /tmp/bench-shards.XXXXXX)
-PIDS=() # every process this script started, killed on exit
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '== %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port: wait up to 10 s for a listener
-	local i
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
-stop() { # pid...: stop processes this script started
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
+NAME=bench-shards
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+need go redis-server redis-cli python3 curl
 
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
-log "building switchboard and switchboard-bench"
-(cd "$ROOT" && go build -o "$WORK/switchboard" ./cmd/switchboard && go build -o "$WORK/switchboard-bench" ./cmd/switchboard-bench)
+build_binaries "$ROOT"
 
 # start_redis name [args...]: one redis-server on a free port; sets PORT
 # and appends its pid to REDIS_PIDS.
