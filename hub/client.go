@@ -234,23 +234,52 @@ func (c *Client) startFlushLocked() {
 // socket cannot take everything, the rest is handed to a goroutine of the
 // client's own that may block (a slow reader must not hold a pool writer).
 func (c *Client) flushNow() (again bool) {
+	f, ok := c.takeFlush()
+	if !ok {
+		return false
+	}
+	n, err := f.tw.TryWriteFrames(f.batch)
+	return c.endFlush(f, n, err)
+}
+
+// flush is one pool write to a client in progress: what takeFlush took,
+// for endFlush.
+type flush struct {
+	c     *Client
+	tw    TryWriter
+	batch [][]byte
+	at    int64 // when the batch's oldest frame was queued (monotime)
+	total int   // the batch's bytes
+}
+
+// takeFlush is the first half of a pool write: it takes everything queued
+// as one batch. It returns false, and ends the flush, when there is
+// nothing to write (or no transport that can write without blocking). The
+// caller owns the client's flush (see writing).
+func (c *Client) takeFlush() (f flush, ok bool) {
 	c.mu.Lock()
 	tw, _ := c.t.(TryWriter)
 	if len(c.queue) == 0 || tw == nil {
 		c.finishFlushLocked()
 		c.mu.Unlock()
-		return false
+		return flush{}, false
 	}
-	at := c.queuedAt
-	batch := c.takeLocked()
+	f = flush{c: c, tw: tw, at: c.queuedAt, batch: c.takeLocked()}
 	c.mu.Unlock()
-
-	total := 0
-	for _, f := range batch {
-		total += len(f)
+	for _, b := range f.batch {
+		f.total += len(b)
 	}
-	frames := len(batch)
-	n, err := tw.TryWriteFrames(batch)
+	return f, true
+}
+
+// endFlush is the second half of a pool write, after n bytes of f's batch
+// were written without blocking (err as TryWriteFrames returns it): it
+// accounts for the write (window, counters, latency, queued bytes), hands
+// an unwritten rest to a goroutine of the client's own, and marks a broken
+// connection. It returns true when more frames were queued meanwhile: the
+// caller pushes the client to the pool again.
+func (c *Client) endFlush(f flush, n int, err error) (again bool) {
+	batch, frames := f.batch, len(f.batch)
 	if p := &c.hub.writers; p.batching() {
 		now := monotime()
 		if p.auto && c.lastWrite != 0 {
@@ -259,22 +288,22 @@ func (c *Client) flushNow() (again bool) {
 		c.lastWrite = now
 	}
 	c.hub.stats.writes.Add(1)
-	if err == nil && n < total {
+	if err == nil && n < f.total {
 		rest := consume(batch, n)
 		c.mu.Lock()
 		c.queued -= n
 		c.mu.Unlock()
-		go c.writeLoop(rest, at)
+		go c.writeLoop(rest, f.at)
 		return false
 	}
 	if err == nil {
-		c.hub.latency.observe(monotime() - at)
+		c.hub.latency.observe(monotime() - f.at)
 	}
 	c.hub.stats.framesWritten.Add(uint64(frames))
 	clear(batch)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.queued -= total
+	c.queued -= f.total
 	c.keepSpareLocked(batch)
 	if err != nil {
 		c.brokenLocked()

@@ -107,6 +107,18 @@ type Config struct {
 	// four frames leave per write, one that gets a message now and then is
 	// written at once. A negative delay (NoWriteDelay) never waits.
 	WriteDelay time.Duration
+	// IOURing, experimental and off by default, lets each writer of the
+	// pool write many ready connections with one system call: it takes
+	// up to 64 ready clients at once and hands their frames to its own
+	// BatchWriter (io_uring on Linux), made by NewBatchWriter. Where that
+	// fails (no io_uring: an old kernel, the kernel.io_uring_disabled
+	// sysctl, a container's seccomp profile), the hub logs it once and
+	// writes each connection with its own system call, as without it.
+	IOURing bool
+	// NewBatchWriter makes the BatchWriter of one writer when IOURing is
+	// set; the server sets transport.NewBatchWriter. Nil with IOURing
+	// writes as without it.
+	NewBatchWriter func() (BatchWriter, error)
 	// PresenceTTL is how long a presence entry (and this node's channel
 	// counts) outlives its last refresh; a dead node's clients leave
 	// presence within it. Default 30s.
@@ -306,6 +318,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.writers.delay = int64(max(h.cfg.WriteDelay, 0))
 	h.writers.auto = h.cfg.WriteDelay == 0
+	h.writers.log = h.log
+	if h.cfg.IOURing {
+		h.writers.newBatch = h.cfg.NewBatchWriter
+	}
 	h.writers.start()
 	if err := h.broker.Subscribe(ctx, controlChannel); err != nil {
 		if !errors.Is(err, broker.ErrUnavailable) {

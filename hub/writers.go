@@ -1,10 +1,46 @@
 package hub
 
 import (
+	"log/slog"
 	"runtime"
 	"sync"
 	"time"
 )
+
+// BatchWriter writes to many clients' connections with one system call:
+// with Config.IOURing, each writer goroutine of the hub's pool owns one
+// (made by Config.NewBatchWriter, closed by that goroutine when the pool
+// stops), adds the batch of every ready client it took, up to
+// batchClients, and submits them together. It is not safe for concurrent
+// use, and the hub never calls it from two goroutines.
+//
+// The transport package's URing (io_uring on Linux) implements it for the
+// transport's sockets.
+type BatchWriter interface {
+	// Add adds a write of frames to t's connection to the batch, and
+	// reports whether it did: false when it cannot write to t or the
+	// batch is full; the caller then writes with t.TryWriteFrames. The
+	// frames must stay unchanged until Submit returns.
+	Add(t TryWriter, frames [][]byte) bool
+	// Submit writes everything added since the last Submit, without
+	// waiting for any socket to be writable, and returns one result per
+	// Add, in order, valid until the next Add.
+	Submit() []BatchResult
+	// Close releases the BatchWriter.
+	Close() error
+}
+
+// BatchResult is what one write of a BatchWriter's Submit did, as
+// TryWriteFrames says it: N bytes written; a short N with a nil Err means
+// the connection would block.
+type BatchResult struct {
+	N   int
+	Err error
+}
+
+// batchClients is the most ready clients a writer with a BatchWriter takes
+// at once. It never waits to gather them: it takes those ready now.
+const batchClients = 64
 
 // writerPool is the hub's pool of writer goroutines. Clients with queued
 // frames wait in a FIFO of ready clients, each at most once (its writing
@@ -34,6 +70,10 @@ type writerPool struct {
 	delay   int64 // nanoseconds; set before start, read-only after
 	auto    bool  // the window adapts to each client; set before start
 	workers int   // set by start, read-only after
+	// newBatch, when set before start, makes each writer's BatchWriter
+	// (Config.IOURing); log tells when it fails.
+	newBatch func() (BatchWriter, error)
+	log      *slog.Logger
 	// The fields above are read on every flush; keep them off the cache
 	// line that mu and the ring's indexes keep bouncing between cores.
 	_       [64]byte
@@ -125,10 +165,37 @@ func (p *writerPool) start() {
 	p.timer.Stop()
 	n := max(runtime.GOMAXPROCS(0), 2)
 	p.workers = n
+	bws := p.batchWriters(n)
 	p.wg.Add(n)
-	for range n {
-		go p.run()
+	for i := range n {
+		if bws != nil {
+			go p.runBatched(bws[i])
+		} else {
+			go p.run()
+		}
 	}
+}
+
+// batchWriters makes n BatchWriters, one per writer, with newBatch; nil
+// when there is no newBatch or it fails (which is logged, once: the
+// writers then write each client with its TryWriteFrames).
+func (p *writerPool) batchWriters(n int) []BatchWriter {
+	if p.newBatch == nil {
+		return nil
+	}
+	bws := make([]BatchWriter, 0, n)
+	for range n {
+		bw, err := p.newBatch()
+		if err != nil {
+			for _, bw := range bws {
+				_ = bw.Close()
+			}
+			p.log.Warn("io_uring is unavailable; writing each connection with its own system call", "err", err)
+			return nil
+		}
+		bws = append(bws, bw)
+	}
+	return bws
 }
 
 // wakeBacklog is how many ready clients per running writer justify waking
@@ -233,6 +300,72 @@ func (p *writerPool) pop() (c *Client, ok bool) {
 	p.head = (p.head + 1) % len(p.ring)
 	p.n--
 	return c, true
+}
+
+// popMany appends to buf the ready clients, at most cap(buf)-len(buf),
+// waiting for one; ok is false once the pool is stopped.
+func (p *writerPool) popMany(buf []*Client) (_ []*Client, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.n == 0 && !p.stopped {
+		p.waiting++
+		p.cond.Wait()
+		p.waiting--
+	}
+	if p.stopped {
+		return buf, false
+	}
+	for k := min(p.n, cap(buf)-len(buf)); k > 0; k-- {
+		buf = append(buf, p.ring[p.head])
+		p.ring[p.head] = nil
+		p.head = (p.head + 1) % len(p.ring)
+		p.n--
+	}
+	return buf, true
+}
+
+// runBatched is one writer goroutine that owns bw: it takes up to
+// batchClients ready clients at once, writes all their batches with one
+// Submit, and accounts for each as flushNow does. It closes bw when the
+// pool stops; the hub owns it and stop waits for it.
+func (p *writerPool) runBatched(bw BatchWriter) {
+	defer p.wg.Done()
+	defer bw.Close()
+	ready := make([]*Client, 0, batchClients)
+	added := make([]flush, 0, batchClients)
+	for {
+		var ok bool
+		ready, ok = p.popMany(ready[:0])
+		if !ok {
+			return
+		}
+		for _, c := range ready {
+			f, ok := c.takeFlush()
+			if !ok {
+				continue
+			}
+			if bw.Add(f.tw, f.batch) {
+				added = append(added, f)
+				continue
+			}
+			n, err := f.tw.TryWriteFrames(f.batch)
+			if c.endFlush(f, n, err) {
+				p.push(c)
+			}
+		}
+		clear(ready)
+		if len(added) == 0 {
+			continue
+		}
+		res := bw.Submit()
+		for i, f := range added {
+			if f.c.endFlush(f, res[i].N, res[i].Err) {
+				p.push(f.c)
+			}
+		}
+		clear(added)
+		added = added[:0]
+	}
 }
 
 // run is one writer goroutine; the hub owns it and stop waits for it.

@@ -211,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.DevTokenSecret) > 0 && cfg.Verifier == nil {
 		return nil, errors.New("server: DevTokenSecret needs a Verifier that accepts its tokens")
 	}
+	if cfg.Hub.IOURing && cfg.Hub.NewBatchWriter == nil {
+		cfg.Hub.NewBatchWriter = transport.NewBatchWriter
+	}
 	h, err := hub.New(cfg.Hub)
 	if err != nil {
 		return nil, err

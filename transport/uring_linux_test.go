@@ -7,7 +7,7 @@ package transport
 // ready connection (writev_linux.go). It holds a minimal io_uring written on
 // raw system calls (no liburing, no third-party module), one benchmark,
 // BenchmarkFanoutWrite, and a fast test of the ring, TestURingSend. The
-// server does not use any of it.
+// server's own ring, URing, is in uring_linux.go.
 //
 // BenchmarkFanoutWrite opens fanoutConns loopback TCP connections and, per
 // op, writes once to every server-side (non-blocking, TCP_NODELAY) socket,
@@ -85,63 +85,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The io_uring ABI (include/uapi/linux/io_uring.h), as much as used here.
-const (
-	uringOpNop    = 0
-	uringOpWritev = 2
-	uringOpSend   = 26
-
-	uringSetupSubmitAll   = 1 << 7
-	uringSetupCoopTaskrun = 1 << 8
-
-	uringEnterGetEvents = 1 << 0
-
-	uringOffSQRing = 0
-	uringOffCQRing = 0x8000000
-	uringOffSQEs   = 0x10000000
-)
-
-type uringSQRingOffsets struct {
-	Head, Tail, RingMask, RingEntries, Flags, Dropped, Array, Resv1 uint32
-	UserAddr                                                        uint64
-}
-
-type uringCQRingOffsets struct {
-	Head, Tail, RingMask, RingEntries, Overflow, CQEs, Flags, Resv1 uint32
-	UserAddr                                                        uint64
-}
-
-type uringParams struct {
-	SQEntries, CQEntries, Flags, SQThreadCPU, SQThreadIdle, Features, WQFd uint32
-	Resv                                                                   [3]uint32
-	SQOff                                                                  uringSQRingOffsets
-	CQOff                                                                  uringCQRingOffsets
-}
-
-// uringSQE is a submission queue entry (64 bytes).
-type uringSQE struct {
-	Opcode      uint8
-	Flags       uint8
-	IOPrio      uint16
-	Fd          int32
-	Off         uint64
-	Addr        uint64
-	Len         uint32
-	OpFlags     uint32 // rw_flags, msg_flags, ...
-	UserData    uint64
-	BufIndex    uint16
-	Personality uint16
-	SpliceFdIn  int32
-	Addr3       uint64
-	Pad         uint64
-}
-
-// uringCQE is a completion queue entry (16 bytes).
-type uringCQE struct {
-	UserData uint64
-	Res      int32
-	Flags    uint32
-}
+// The io_uring ABI (uringSQE and the constants) is declared in
+// uring_linux.go, which the server uses.
 
 // uring is a minimal io_uring instance: one submitter, which waits for all
 // it submits before submitting again.
