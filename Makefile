@@ -45,6 +45,7 @@ test: test-go test-fuzz test-js
 
 test-go: clients/js/node_modules
 	$(GO) test -race -count=1 -timeout 20m ./...
+	SWITCHBOARD_TEST_IO_URING=1 $(GO) test -race -count=1 -timeout 5m ./server
 
 test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZN) ./protocol

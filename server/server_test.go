@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,9 +23,26 @@ import (
 
 	"github.com/switchboard-rt/switchboard/hub"
 	"github.com/switchboard-rt/switchboard/server"
+	"github.com/switchboard-rt/switchboard/transport"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if testIOURing {
+		r, err := transport.NewURing(1)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "SWITCHBOARD_TEST_IO_URING=1, but io_uring is unavailable:", err)
+			os.Exit(1)
+		}
+		r.Close()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// testIOURing, set by SWITCHBOARD_TEST_IO_URING=1, runs every server of
+// the tests with hub.Config.IOURing, to show that the io_uring write path
+// behaves as the writev one. TestMain fails at once where io_uring is
+// unavailable, rather than let the servers fall back to writev.
+var testIOURing = os.Getenv("SWITCHBOARD_TEST_IO_URING") == "1"
 
 // node is a server under test, listening on a loopback port.
 type node struct {
@@ -58,6 +76,9 @@ func start(t testing.TB, cfg server.Config) *node {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
+	}
+	if testIOURing {
+		cfg.Hub.IOURing = true
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
