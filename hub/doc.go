@@ -62,7 +62,10 @@
 // ends then or at Shutdown. A client's
 // own blocking writer is counted by the client and waited for in Finish.
 // The writer pool's timer (for the write delay) runs its callback on a
-// goroutine of the runtime's and is stopped at Shutdown. The reader belongs
+// goroutine of the runtime's and is stopped at Shutdown. With Config.IOURing
+// each writer of the pool owns a BatchWriter, made when the pool starts
+// and closed by that writer when the pool stops; no other goroutine
+// touches it. The reader belongs
 // to the transport that created the client; it may move from goroutine to
 // goroutine (an idle connection parks without one), never two at a time.
 //

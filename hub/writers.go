@@ -49,6 +49,12 @@ const batchClients = 64
 // The FIFO grows to the number of clients once and is then reused, so
 // scheduling a client allocates nothing.
 //
+// With Config.IOURing each writer owns a BatchWriter (runBatched): it
+// takes up to batchClients ready clients at once, never waiting to gather
+// more, and writes all their batches with one system call; each client's
+// write is then accounted for as flushNow's (takeFlush, endFlush), short
+// writes and errors included.
+//
 // A client written recently waits before its next write, so that the
 // frames that arrive meanwhile leave in the same system call: it waits in a
 // heap ordered by due time (its last write plus its window, rounded up to a
