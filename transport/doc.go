@@ -27,4 +27,11 @@
 // it inflates, and the hub compresses each message once for all the
 // clients that negotiated it. No flate state outlives a message, so an idle
 // connection costs the same with compression.
+//
+// URing (uring_linux.go) is the hub.BatchWriter of hub.Config.IOURing
+// (experimental): one per writer goroutine of the hub's pool, it writes
+// the frames of many of the transport's plain sockets with one
+// io_uring_enter, each send non-blocking like TryWriteFrames. NewBatchWriter
+// fails where io_uring is unavailable, and the hub then writes as without
+// it.
 package transport
