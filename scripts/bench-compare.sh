@@ -14,8 +14,9 @@
 # switchboard switchboard-nodelay switchboard-native switchboard-native-nodelay":
 # switchboard at its defaults, raw and native dialect, and the same with
 # --write-delay 0, which never waits; switchboard-wd is switchboard with
-# --write-delay WRITE_DELAY; switchboard-pusher runs through the Pusher
-# dialect; the -nodelay and -wd sides run the broadcasts and the ramp only).
+# --write-delay WRITE_DELAY; switchboard-uring adds --io-uring;
+# switchboard-pusher runs through the Pusher dialect; the -nodelay, -wd and
+# -uring sides run the broadcasts and the ramp only).
 #
 # Needs: go, node + npm (npm install ws ioredis into a temporary directory),
 # redis-server. It starts its own redis-server on a free port and kills
@@ -115,6 +116,10 @@ start_switchboard-native() {
 	start_switchboard --pusher-app-id app-id --pusher-key app-key --pusher-secret app-secret
 	DIALECT=native
 }
+# start_switchboard-uring: the defaults with the experimental --io-uring
+# (the writer pool submits many connections' writes in one system call).
+start_switchboard-uring() { start_switchboard --io-uring; }
+
 start_switchboard-native-nodelay() {
 	start_switchboard --write-delay 0
 	DIALECT=native
@@ -150,7 +155,7 @@ for side in $SIDES; do
 	bench "$side" ramp --dialect "$DIALECT" --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
 	stop "${RUNNING[@]}"
 
-	case $side in *-wd | *-nodelay) continue ;; esac
+	case $side in *-wd | *-nodelay | *-uring) continue ;; esac
 	"start_$side"
 	bench "$side" idle --dialect "$DIALECT" --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
 	stop "${RUNNING[@]}"
