@@ -46,9 +46,10 @@ test: test-go test-fuzz test-js
 test-go: clients/js/node_modules
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# test-io-uring runs the server tests again with the experimental io_uring
-# write path (--io-uring). It fails where io_uring is unavailable (Docker's
-# default seccomp profile refuses it), so test does not include it.
+# test-io-uring runs the server tests again with the io_uring write path
+# (the binary's default, --io-uring, which the e2e tests exercise). It fails
+# where io_uring is unavailable (Docker's default seccomp profile refuses
+# it), so test does not include it.
 test-io-uring:
 	SWITCHBOARD_TEST_IO_URING=1 $(GO) test -race -count=1 -timeout 5m ./server
 

@@ -107,7 +107,8 @@ type Config struct {
 	// four frames leave per write, one that gets a message now and then is
 	// written at once. A negative delay (NoWriteDelay) never waits.
 	WriteDelay time.Duration
-	// IOURing, experimental and off by default, lets each writer of the
+	// IOURing (off in the zero Config; the switchboard binary turns it on
+	// with --io-uring, its default) lets each writer of the
 	// pool write many ready connections with one system call: it takes
 	// up to 64 ready clients at once and hands their frames to its own
 	// BatchWriter (io_uring on Linux), made by NewBatchWriter. Where that

@@ -29,7 +29,7 @@
 // connection costs the same with compression.
 //
 // URing (uring_linux.go) is the hub.BatchWriter of hub.Config.IOURing
-// (experimental): one per writer goroutine of the hub's pool, it writes
+// (the binary's default on Linux): one per writer goroutine of the hub's pool, it writes
 // the frames of many of the transport's plain sockets with one
 // io_uring_enter, each send non-blocking like TryWriteFrames. NewBatchWriter
 // fails where io_uring is unavailable, and the hub then writes as without

@@ -105,7 +105,7 @@ func declare(s *settings) []*option {
 		stringOpt(&s.configFile, "config", "", "YAML file with any of these options (by their key: max_subscriptions: 256) and per-namespace options under namespaces:; see below"),
 		floatOpt(&h.ClientRate, "client-rate", 0, "frames a second one client may send on average (bursts of twice that); over it, native requests get rate_limited and raw connections close with 4029; 0 sets no limit"),
 		writeDelayOpt(&h.WriteDelay, "write-delay", "shortest time between two writes to one connection, so that frames for a busy connection go out together in one system call; auto adapts it to each connection's traffic (at most 25ms, none for a connection that gets a message now and then), 0 always writes at once"),
-		boolOpt(&h.IOURing, "io-uring", "experimental: on Linux, write many ready connections with one io_uring system call instead of one writev each (less CPU per write where entering the kernel is dear); falls back to writev, with a warning, where io_uring is unavailable"),
+		boolOptDefault(&h.IOURing, "io-uring", true, "on Linux, write many ready connections with one io_uring system call instead of one writev each (less CPU per write where entering the kernel is dear); falls back to writev, with a warning, where io_uring is unavailable; false always uses writev"),
 		durationOpt(&h.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "longest a broker call made for one request may take before the request fails with unavailable"),
 		durationOpt(&h.UnsubscribeDelay, "unsubscribe-delay", hub.DefaultUnsubscribeDelay, "how long an instance stays subscribed to a channel's broker messages after its last client left"),
 		durationOpt(&h.CloseGrace, "close-grace", hub.DefaultCloseGrace, "how long a connection the server closes may take to read its close frame before its socket is cut"),
@@ -250,8 +250,10 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-func boolOpt(p *bool, name, help string) *option {
-	o := newOption(p, name, false, help, "bool", func(s string) (bool, error) {
+func boolOpt(p *bool, name, help string) *option { return boolOptDefault(p, name, false, help) }
+
+func boolOptDefault(p *bool, name string, def bool, help string) *option {
+	o := newOption(p, name, def, help, "bool", func(s string) (bool, error) {
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {
 			return false, fmt.Errorf("want true or false")
