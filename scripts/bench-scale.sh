@@ -89,7 +89,7 @@ for what in $WHAT; do
 		log "storm: $STORM_CLIENTS native clients on one instance of two, killed"
 		"$BENCH" soak --label storm --instances 2 --clients "$STORM_CLIENTS" --channels "$STORM_CHANNELS" \
 			--deliveries-per-second "$STORM_DELIVERIES" --reconnect-percent -1 --duration 75s --warmup 15s \
-			--restart-instance-at 30s --restart-redis-at -1 --kill-instance --crowd-restarted \
+			--restart-instance-at 30s --restart-redis-at -1s --kill-instance --crowd-restarted \
 			--server-bin "$WORK/switchboard" --json "$RESULTS" --quiet | tee -a "$OUT/tables.txt"
 		;;
 	rooms)

@@ -51,6 +51,8 @@ start_redis() {
 	local name=$1
 	shift
 	PORT=$(free_port)
+	# A cluster node also listens on its port + 10000 (the cluster bus).
+	while [ "$PORT" -gt 55000 ]; do PORT=$(free_port); done
 	mkdir -p "$WORK/$name"
 	redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/$name" --save '' --appendonly no \
 		--daemonize no "$@" >"$OUT/$name.log" 2>&1 &
