@@ -2,8 +2,6 @@ package nats
 
 import (
 	"context"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,22 +10,11 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/brokertest"
 	"github.com/switchboard-rt/switchboard/internal/natstest"
+	"github.com/switchboard-rt/switchboard/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// testLogger returns a logger that writes to t's log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // newBroker returns a broker of srv, not started, closed when t ends.
@@ -35,7 +22,7 @@ func newBroker(t *testing.T, srv *natstest.Server, cfg Config) *Broker {
 	t.Helper()
 	cfg.URL = srv.URL()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testlog.New(t)
 	}
 	b, err := New(cfg)
 	if err != nil {

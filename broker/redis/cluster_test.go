@@ -22,21 +22,7 @@ import (
 func newClusterBroker(t *testing.T, c *redistest.Cluster, cfg Config) *Broker {
 	t.Helper()
 	cfg.URL = c.URL()
-	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
-	}
-	b, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return b
+	return newBrokerAt(t, cfg)
 }
 
 // The conformance suite, unchanged, on a cluster of 3 primaries.

@@ -2,8 +2,6 @@ package redis
 
 import (
 	"context"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/switchboard-rt/switchboard/broker"
 	"github.com/switchboard-rt/switchboard/broker/brokertest"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
+	"github.com/switchboard-rt/switchboard/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
@@ -22,26 +21,19 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
 }
 
-// testLogger returns a logger that writes to t's log, shown when t fails
-// or with -v.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// tWriter writes to a test's log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}
-
 // newBroker returns a broker of srv, not started, closed when t ends.
 func newBroker(t *testing.T, srv *redistest.Server, cfg Config) *Broker {
 	t.Helper()
 	cfg.URL = srv.URL()
+	return newBrokerAt(t, cfg)
+}
+
+// newBrokerAt returns a broker of cfg.URL, not started, closed when t
+// ends; its logs go to t's.
+func newBrokerAt(t *testing.T, cfg Config) *Broker {
+	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testlog.New(t)
 	}
 	b, err := New(cfg)
 	if err != nil {

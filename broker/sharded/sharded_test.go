@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -19,18 +18,11 @@ import (
 	"github.com/switchboard-rt/switchboard/broker/memory"
 	"github.com/switchboard-rt/switchboard/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/redistest"
+	"github.com/switchboard-rt/switchboard/internal/testlog"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// tWriter writes to a test's log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // newBroker returns a sharded broker over srvs, not started, closed when t
@@ -42,7 +34,7 @@ func newBroker(t *testing.T, srvs []*redistest.Server) *Broker {
 		urls[i] = s.URL()
 	}
 	b, err := NewRedis(urls, redis.Config{
-		Logger:         slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:         testlog.New(t),
 		Timeout:        time.Second,
 		HealthInterval: 200 * time.Millisecond, // a ping may take 400ms on a loaded machine
 		ReconnectDelay: 50 * time.Millisecond,
