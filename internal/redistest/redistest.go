@@ -110,7 +110,9 @@ func New(tb testing.TB, opts *Options) *Server {
 	return s
 }
 
-// freePort returns a loopback TCP port that is free now, never 6379.
+// freePort returns a loopback TCP port that is free now, never 6379, and at
+// most 55535: a cluster node's bus listens 10,000 above its port, and
+// redis-server refuses a port whose bus port would not exist.
 func freePort() (int, error) {
 	for {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,7 +123,7 @@ func freePort() (int, error) {
 		if err := ln.Close(); err != nil {
 			return 0, fmt.Errorf("find a free port: %w", err)
 		}
-		if port != 6379 {
+		if port != 6379 && port <= 55535 {
 			return port, nil
 		}
 	}
