@@ -97,6 +97,11 @@ shares() {
 	printf '%s' "${out[*]}"
 }
 
+# A packed wstest unpacks itself into a cache on first use; two started at
+# once both unpack and the later one removes the tree the first runs from.
+# One call first, alone, so that the side-by-side ones find it unpacked.
+(cd "$WORK" && "$WSTEST" --help >/dev/null 2>&1) || true
+
 start=$(date +%s)
 WSTESTS=()
 for k in $(seq 0 $((JOBS - 1))); do
