@@ -129,12 +129,25 @@ func (p *writerPool) window(c *Client) int64 {
 // autoFrames frames at the observed rate, capped at AutoWriteDelayMax, or
 // none when even the cap would gather fewer than autoMinFrames; the window
 // moves halfway to it on every write, so that one burst or one pause does
-// not swing it.
+// not swing it; a client without a window gets the target at once.
+//
+// A write that carried one frame although a window was in force gathered
+// nothing by waiting, and the window closes. That is the client that
+// answers each message before it gets the next (an echo, a game's moves):
+// its frames come at the pace of its own round trips, which a window would
+// only stretch (13 ms per message on average under the halfway rule alone,
+// TestAutoWindowPingPong).
 func autoWindow(cur uint8, frames int, interval int64) uint8 {
+	if cur > 0 && frames <= 1 {
+		return 0
+	}
 	var target int64
 	if frames > 0 && int64(frames)*int64(AutoWriteDelayMax) >= autoMinFrames*interval {
 		target = min(autoFrames*interval/int64(frames), int64(AutoWriteDelayMax))
 		target = (target + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	}
+	if cur == 0 {
+		return uint8(target)
 	}
 	if target > int64(cur) {
 		return uint8((int64(cur) + target + 1) / 2)

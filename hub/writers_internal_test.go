@@ -76,6 +76,34 @@ func TestAutoWindow(t *testing.T) {
 	}
 }
 
+// TestAutoWindowPingPong checks the client that sends its next message
+// only once it got the echo of the last: waiting gathers nothing for it, so
+// it must not wait, or every round trip grows by the window.
+func TestAutoWindowPingPong(t *testing.T) {
+	const rtt = int64(time.Millisecond) // client's think and network time
+	var (
+		now, lastWrite int64 = int64(time.Second), 0
+		window         uint8
+		waited         time.Duration
+	)
+	for range 1000 {
+		// The echo is queued now; it leaves at its due time or at once.
+		at := now
+		if due := dueTime(lastWrite, int64(window)*int64(time.Millisecond), now); due != 0 {
+			at = due
+		}
+		waited += time.Duration(at - now)
+		if lastWrite != 0 {
+			window = autoWindow(window, 1, at-lastWrite)
+		}
+		lastWrite = at
+		now = at + rtt // the client reads it and sends the next
+	}
+	if avg := waited / 1000; avg > 2*time.Millisecond {
+		t.Errorf("a ping-pong client waited %v per message on average, want at most 2ms", avg)
+	}
+}
+
 // TestAutoWindowForgets checks that a connection whose stream stops goes
 // back to being written at once: after a pause, the window shrinks on
 // every write, and a pause longer than the window costs no wait at all.
