@@ -103,13 +103,7 @@ const uringSendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
 // reference to each socket from submission to completion. A connection
 // already closed when Submit runs gets its RawConn's error and no SQE.
 type URing struct {
-	fd                    int
-	sqRing, cqRing, sqMem []byte
-	sqHead, sqTail        *uint32 // the kernel advances sqHead, Submit sqTail
-	cqHead, cqTail        *uint32 // Submit advances cqHead, the kernel cqTail
-	sqMask, cqMask        uint32
-	sqes                  []uringSQE
-	cqes                  []uringCQE
+	uringMap
 
 	// The batch since the last Submit. msgs and holds have the ring's
 	// size and are never reallocated; iov grows, and the msghdrs are
@@ -160,33 +154,9 @@ func NewURing(entries int) (*URing, error) {
 	if e != 0 {
 		return nil, &errorString{"transport: io_uring_setup: " + e.Error(), e}
 	}
-	r := &URing{fd: int(fd)}
-	var err error
-	mmap := func(off int64, size uint32) []byte {
-		if err != nil {
-			return nil
-		}
-		var m []byte
-		m, err = unix.Mmap(r.fd, off, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-		return m
-	}
-	r.sqRing = mmap(uringOffSQRing, p.SQOff.Array+p.SQEntries*4)
-	r.cqRing = mmap(uringOffCQRing, p.CQOff.CQEs+p.CQEntries*uint32(unsafe.Sizeof(uringCQE{})))
-	r.sqMem = mmap(uringOffSQEs, p.SQEntries*uint32(unsafe.Sizeof(uringSQE{})))
-	if err != nil {
-		r.Close()
+	r := &URing{}
+	if err := r.mapRings(int(fd), &p); err != nil {
 		return nil, errors.Join(errors.New("transport: io_uring mmap"), err)
-	}
-	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
-	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.SQOff.Head), u32(r.sqRing, p.SQOff.Tail), *u32(r.sqRing, p.SQOff.RingMask)
-	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.CQOff.Head), u32(r.cqRing, p.CQOff.Tail), *u32(r.cqRing, p.CQOff.RingMask)
-	r.sqes = unsafe.Slice((*uringSQE)(unsafe.Pointer(&r.sqMem[0])), p.SQEntries)
-	r.cqes = unsafe.Slice((*uringCQE)(unsafe.Pointer(&r.cqRing[p.CQOff.CQEs])), p.CQEntries)
-	// The SQ array maps ring slots to SQEs; the identity map lets Submit
-	// fill the SQE of slot tail&mask directly.
-	array := unsafe.Slice(u32(r.sqRing, p.SQOff.Array), p.SQEntries)
-	for i := range array {
-		array[i] = uint32(i)
 	}
 	r.msgs = make([]unix.Msghdr, entries)
 	r.holds = make([]func(uintptr) bool, entries)
@@ -212,7 +182,58 @@ func (e *errorString) Error() string { return e.s }
 func (e *errorString) Unwrap() error { return e.e }
 
 // Close releases the ring. Only its owner may call it, not during Submit.
-func (r *URing) Close() error {
+func (r *URing) Close() error { return r.unmap() }
+
+// uringMap is an io_uring instance's descriptor and its rings mapped into
+// memory, as URing (and the benchmark's ring) use them: one submitter, the
+// SQ array mapped one to one onto the SQEs.
+type uringMap struct {
+	fd                    int
+	sqRing, cqRing, sqMem []byte
+	sqHead, sqTail        *uint32 // the kernel advances sqHead, the submitter sqTail
+	cqHead, cqTail        *uint32 // the submitter advances cqHead, the kernel cqTail
+	sqMask, cqMask        uint32
+	sqes                  []uringSQE
+	cqes                  []uringCQE
+}
+
+// mapRings maps the rings of the io_uring fd that io_uring_setup filled p
+// for. On failure it closes fd and unmaps what it had mapped.
+func (r *uringMap) mapRings(fd int, p *uringParams) error {
+	r.fd = fd
+	var err error
+	mmap := func(off int64, size uint32) []byte {
+		if err != nil {
+			return nil
+		}
+		var m []byte
+		m, err = unix.Mmap(r.fd, off, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		return m
+	}
+	r.sqRing = mmap(uringOffSQRing, p.SQOff.Array+p.SQEntries*4)
+	r.cqRing = mmap(uringOffCQRing, p.CQOff.CQEs+p.CQEntries*uint32(unsafe.Sizeof(uringCQE{})))
+	r.sqMem = mmap(uringOffSQEs, p.SQEntries*uint32(unsafe.Sizeof(uringSQE{})))
+	if err != nil {
+		_ = r.unmap()
+		return err
+	}
+	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.SQOff.Head), u32(r.sqRing, p.SQOff.Tail), *u32(r.sqRing, p.SQOff.RingMask)
+	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.CQOff.Head), u32(r.cqRing, p.CQOff.Tail), *u32(r.cqRing, p.CQOff.RingMask)
+	r.sqes = unsafe.Slice((*uringSQE)(unsafe.Pointer(&r.sqMem[0])), p.SQEntries)
+	r.cqes = unsafe.Slice((*uringCQE)(unsafe.Pointer(&r.cqRing[p.CQOff.CQEs])), p.CQEntries)
+	// The SQ array maps ring slots to SQEs; the identity map lets the
+	// submitter fill the SQE of slot tail&mask directly.
+	array := unsafe.Slice(u32(r.sqRing, p.SQOff.Array), p.SQEntries)
+	for i := range array {
+		array[i] = uint32(i)
+	}
+	return nil
+}
+
+// unmap releases the rings and closes the descriptor; calling it again
+// does nothing.
+func (r *uringMap) unmap() error {
 	for _, m := range [][]byte{r.sqMem, r.cqRing, r.sqRing} {
 		if m != nil {
 			_ = unix.Munmap(m)

@@ -91,13 +91,7 @@ import (
 // uring is a minimal io_uring instance: one submitter, which waits for all
 // it submits before submitting again.
 type uring struct {
-	fd                     int
-	sqRing, cqRing, sqMem  []byte
-	sqHead, sqTail         *uint32 // kernel advances sqHead, we advance sqTail
-	sqMask, cqMask         uint32
-	sqes                   []uringSQE
-	cqHead, cqTail         *uint32 // we advance cqHead, kernel advances cqTail
-	cqes                   []uringCQE
+	uringMap
 	sqEntries              uint32
 	submitted, completedIn int // SQEs submitted; of those, completed by their io_uring_enter
 }
@@ -108,45 +102,14 @@ func newURing(entries uint32) (*uring, error) {
 	if e != 0 {
 		return nil, e
 	}
-	r := &uring{fd: int(fd), sqEntries: p.SQEntries}
-	var err error
-	mmap := func(off int64, size uint32) []byte {
-		if err != nil {
-			return nil
-		}
-		var m []byte
-		m, err = unix.Mmap(r.fd, off, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-		return m
-	}
-	r.sqRing = mmap(uringOffSQRing, p.SQOff.Array+p.SQEntries*4)
-	r.cqRing = mmap(uringOffCQRing, p.CQOff.CQEs+p.CQEntries*uint32(unsafe.Sizeof(uringCQE{})))
-	r.sqMem = mmap(uringOffSQEs, p.SQEntries*uint32(unsafe.Sizeof(uringSQE{})))
-	if err != nil {
-		r.close()
+	r := &uring{sqEntries: p.SQEntries}
+	if err := r.mapRings(int(fd), &p); err != nil {
 		return nil, err
-	}
-	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
-	r.sqHead, r.sqTail, r.sqMask = u32(r.sqRing, p.SQOff.Head), u32(r.sqRing, p.SQOff.Tail), *u32(r.sqRing, p.SQOff.RingMask)
-	r.cqHead, r.cqTail, r.cqMask = u32(r.cqRing, p.CQOff.Head), u32(r.cqRing, p.CQOff.Tail), *u32(r.cqRing, p.CQOff.RingMask)
-	r.sqes = unsafe.Slice((*uringSQE)(unsafe.Pointer(&r.sqMem[0])), p.SQEntries)
-	r.cqes = unsafe.Slice((*uringCQE)(unsafe.Pointer(&r.cqRing[p.CQOff.CQEs])), p.CQEntries)
-	// The SQ array maps ring slots to SQEs; the identity map lets us fill
-	// the SQE of slot tail&mask directly.
-	array := unsafe.Slice(u32(r.sqRing, p.SQOff.Array), p.SQEntries)
-	for i := range array {
-		array[i] = uint32(i)
 	}
 	return r, nil
 }
 
-func (r *uring) close() {
-	for _, m := range [][]byte{r.sqMem, r.cqRing, r.sqRing} {
-		if m != nil {
-			unix.Munmap(m)
-		}
-	}
-	unix.Close(r.fd)
-}
+func (r *uring) close() { _ = r.unmap() }
 
 // run submits n SQEs, filled by fill(i, sqe) for i = 0..n-1, waits for all n completions and calls
 // check with each. n must not exceed the SQ size. The SQEs are submitted
