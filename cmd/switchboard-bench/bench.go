@@ -52,6 +52,10 @@ type Config struct {
 	// rooms
 	Rooms    int // default 100
 	RoomSize int // default 5
+	// RoomsPerConn is how many rooms each connection is a member of
+	// (rooms; default 1): 10,000 rooms of 10 take 100,000 connections at
+	// 1 and 10,000 at 10. Not for raw, whose connections have one channel.
+	RoomsPerConn int
 
 	// idle, connect
 	Conns  int           // default 1000
@@ -141,6 +145,7 @@ func (c *Config) defaults() error {
 	setDur(&c.P99Max, 100*time.Millisecond)
 	setInt(&c.Rooms, 100)
 	setInt(&c.RoomSize, 5)
+	setInt(&c.RoomsPerConn, 1)
 	setInt(&c.Conns, 1000)
 	setDur(&c.Settle, 2*time.Second)
 	if c.Factor <= 1 {
@@ -259,15 +264,15 @@ func parallel(n, conc int, deadline time.Time, fn func(i int)) {
 	wg.Wait()
 }
 
-// open dials, sets up and registers one connection to channel ch on
-// target i%len(targets).
-func (e *env) open(ctx context.Context, i int, ch string, sub bool, seqBits uint64) (*conn, error) {
+// open dials, sets up and registers one connection to channel ch (and any
+// more channels) on target i%len(targets).
+func (e *env) open(ctx context.Context, i int, ch string, more []string, sub bool, seqBits uint64) (*conn, error) {
 	t := e.targets[i%len(e.targets)]
 	s, err := e.d.connect(ctx, t, e.d.path(t, ch))
 	if err != nil {
 		return nil, err
 	}
-	if err := e.d.setup(s, ch); err != nil {
+	if err := e.d.setup(s, ch, more...); err != nil {
 		_ = s.nc.Close()
 		return nil, err
 	}
@@ -285,11 +290,13 @@ func (e *env) open(ctx context.Context, i int, ch string, sub bool, seqBits uint
 	return c, nil
 }
 
-// openSubs opens n subscribers; chOf names each one's channel.
-func (e *env) openSubs(ctx context.Context, n int, chOf func(i int) string, seqBits uint64) error {
+// openSubs opens n subscribers; chOf names each one's channels (one, or
+// more where the dialect allows).
+func (e *env) openSubs(ctx context.Context, n int, chOf func(i int) []string, seqBits uint64) error {
 	subs := make([]*conn, n)
 	parallel(n, e.cfg.Concurrency, time.Now().Add(max(60*time.Second, time.Duration(n)*5*time.Millisecond)), func(i int) {
-		c, err := e.open(ctx, i, chOf(i), true, seqBits)
+		chs := chOf(i)
+		c, err := e.open(ctx, i, chs[0], chs[1:], true, seqBits)
 		if err != nil {
 			e.noteErr(err)
 			return

@@ -173,10 +173,26 @@ func (s *setupConn) request(p []byte, id int) ([]byte, error) {
 }
 
 // setup brings a connection to the point where it receives channel ch's
-// messages: the native welcome and subscribe reply, or Centrifugo's
-// connect and subscribe replies. Raw connections are subscribed by the
-// upgrade itself.
-func (d *dialer) setup(s *setupConn, ch string) error {
+// messages (and those of more, subscribed one after the other): the native
+// welcome and subscribe replies, Pusher's, or Centrifugo's connect and
+// subscribe replies. Raw connections are subscribed by the upgrade itself,
+// to one channel.
+func (d *dialer) setup(s *setupConn, ch string, more ...string) error {
+	if err := d.setup1(s, ch); err != nil {
+		return err
+	}
+	if len(more) > 0 && d.dialect == "raw" {
+		return errors.New("a raw connection has one channel")
+	}
+	for _, m := range more {
+		if err := d.subscribe(s, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *dialer) setup1(s *setupConn, ch string) error {
 	switch d.dialect {
 	case "native":
 		w, err := s.readMessage()
@@ -189,11 +205,7 @@ func (d *dialer) setup(s *setupConn, ch string) error {
 		if ch == "" {
 			return nil
 		}
-		s.id++
-		_, err = s.request([]byte(`{"id":`+strconv.Itoa(s.id)+`,"op":"subscribe","channel":`+strconv.Quote(ch)+`}`), s.id)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", ch, err)
-		}
+		return d.subscribe(s, ch)
 	case "pusher":
 		w, err := s.readMessage()
 		if err != nil {
@@ -205,6 +217,34 @@ func (d *dialer) setup(s *setupConn, ch string) error {
 		if ch == "" {
 			return nil
 		}
+		return d.subscribe(s, ch)
+	case "centrifugo":
+		s.id++
+		req := `{"id":1,"connect":{"name":"switchboard-bench"}}`
+		if d.token != "" {
+			req = `{"id":1,"connect":{"token":` + strconv.Quote(d.token) + `,"name":"switchboard-bench"}}`
+		}
+		if _, err := s.request([]byte(req), s.id); err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		if ch == "" {
+			return nil
+		}
+		return d.subscribe(s, ch)
+	}
+	return nil
+}
+
+// subscribe subscribes a set-up native, Pusher or Centrifugo connection to
+// ch and waits for the reply.
+func (d *dialer) subscribe(s *setupConn, ch string) error {
+	switch d.dialect {
+	case "native":
+		s.id++
+		if _, err := s.request([]byte(`{"id":`+strconv.Itoa(s.id)+`,"op":"subscribe","channel":`+strconv.Quote(ch)+`}`), s.id); err != nil {
+			return fmt.Errorf("subscribe %s: %w", ch, err)
+		}
+	case "pusher":
 		if err := s.send([]byte(`{"event":"pusher:subscribe","data":{"channel":` + strconv.Quote(ch) + `}}`)); err != nil {
 			return err
 		}
@@ -223,19 +263,7 @@ func (d *dialer) setup(s *setupConn, ch string) error {
 		return fmt.Errorf("subscribe %s: no pusher_internal:subscription_succeeded", ch)
 	case "centrifugo":
 		s.id++
-		req := `{"id":1,"connect":{"name":"switchboard-bench"}}`
-		if d.token != "" {
-			req = `{"id":1,"connect":{"token":` + strconv.Quote(d.token) + `,"name":"switchboard-bench"}}`
-		}
-		if _, err := s.request([]byte(req), s.id); err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		if ch == "" {
-			return nil
-		}
-		s.id++
-		_, err := s.request([]byte(`{"id":`+strconv.Itoa(s.id)+`,"subscribe":{"channel":`+strconv.Quote(ch)+`}}`), s.id)
-		if err != nil {
+		if _, err := s.request([]byte(`{"id":`+strconv.Itoa(s.id)+`,"subscribe":{"channel":`+strconv.Quote(ch)+`}}`), s.id); err != nil {
 			return fmt.Errorf("subscribe %s: %w", ch, err)
 		}
 	}

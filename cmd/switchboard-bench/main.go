@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.KeepGoing, "keep-going", 0, "ramp: steps to run after the first failing one")
 	fs.IntVar(&cfg.Rooms, "rooms", 100, "rooms: channels")
 	fs.IntVar(&cfg.RoomSize, "room-size", 5, "rooms: members per channel")
+	fs.IntVar(&cfg.RoomsPerConn, "rooms-per-conn", 1, "rooms: rooms each connection is a member of (native, centrifugo, pusher), so that many rooms fit in few connections")
 	fs.IntVar(&cfg.Conns, "conns", 1000, "idle, connect: connections")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle: wait after connecting before reading RSS (default 2s)")
 	fs.IntVar(&cfg.Clients, "clients", 5000, "soak: native clients")

@@ -50,18 +50,19 @@ type ServerCPU struct {
 // Result is one measurement: a scenario run or one ramp step. Fields that
 // do not apply to a scenario are left out of the JSON.
 type Result struct {
-	Label       string   `json:"label,omitempty"`
-	Scenario    string   `json:"scenario"`
-	Dialect     string   `json:"dialect"`
-	Step        int      `json:"step,omitempty"`
-	URLs        []string `json:"urls"`
-	Publish     string   `json:"publish,omitempty"` // ws or http
-	Subscribers int      `json:"subscribers,omitempty"`
-	Rooms       int      `json:"rooms,omitempty"`
-	RoomSize    int      `json:"room_size,omitempty"`
-	Rate        float64  `json:"rate,omitempty"` // target msg/s
-	Size        int      `json:"size,omitempty"`
-	DurationS   float64  `json:"duration_s"`
+	Label        string   `json:"label,omitempty"`
+	Scenario     string   `json:"scenario"`
+	Dialect      string   `json:"dialect"`
+	Step         int      `json:"step,omitempty"`
+	URLs         []string `json:"urls"`
+	Publish      string   `json:"publish,omitempty"` // ws or http
+	Subscribers  int      `json:"subscribers,omitempty"`
+	Rooms        int      `json:"rooms,omitempty"`
+	RoomsPerConn int      `json:"rooms_per_conn,omitempty"`
+	RoomSize     int      `json:"room_size,omitempty"`
+	Rate         float64  `json:"rate,omitempty"` // target msg/s
+	Size         int      `json:"size,omitempty"`
+	DurationS    float64  `json:"duration_s"`
 
 	Sent             uint64   `json:"sent,omitempty"`
 	SentRate         float64  `json:"sent_per_s,omitempty"`
@@ -210,7 +211,7 @@ func setupBroadcast(ctx context.Context, cfg *Config, msgs uint64) (*env, error)
 		return nil, err
 	}
 	logf(cfg, "opening %d subscribers (%s) over %d instance(s)", cfg.Subscribers, cfg.Dialect, len(e.targets))
-	if err := e.openSubs(ctx, cfg.Subscribers, func(int) string { return cfg.Channel }, seqBits(msgs, cfg.Subscribers)); err != nil {
+	if err := e.openSubs(ctx, cfg.Subscribers, func(int) []string { return []string{cfg.Channel} }, seqBits(msgs, cfg.Subscribers)); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -322,8 +323,19 @@ func runRamp(ctx context.Context, cfg *Config) ([]Result, error) {
 }
 
 func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
-	n := cfg.Rooms * cfg.RoomSize
-	total := uint64(math.Round(cfg.Rate * float64(n) * cfg.Duration.Seconds()))
+	// Memberships m = 0..M-1: room m/RoomSize, held by connection m%n, so
+	// that each connection is in RoomsPerConn rooms and a room's members
+	// are consecutive connections, on different instances (round-robin).
+	members := cfg.Rooms * cfg.RoomSize
+	per := max(1, cfg.RoomsPerConn)
+	if members%per != 0 || members/per < cfg.RoomSize {
+		return nil, fmt.Errorf("--rooms-per-conn %d must divide rooms x room-size (%d) and leave at least room-size connections", per, members)
+	}
+	if per > 1 && cfg.Dialect == "raw" {
+		return nil, errors.New("--rooms-per-conn above 1 needs a dialect with subscriptions (native, centrifugo, pusher)")
+	}
+	n := members / per
+	total := uint64(math.Round(cfg.Rate * float64(members) * cfg.Duration.Seconds()))
 	e, err := newEnv(cfg, false, n)
 	if err != nil {
 		return nil, err
@@ -334,10 +346,16 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 		// Several bench processes share the servers: each its own rooms.
 		prefix = cfg.Channel + "-"
 	}
-	room := func(i int) string { return prefix + strconv.Itoa(i/cfg.RoomSize) }
-	logf(cfg, "opening %d rooms x %d subscribers", cfg.Rooms, cfg.RoomSize)
-	// Members of one room land on different instances (round-robin by i).
-	if err := e.openSubs(ctx, n, room, seqBits(total, n)); err != nil {
+	room := func(m int) string { return prefix + strconv.Itoa(m/cfg.RoomSize) }
+	logf(cfg, "opening %d rooms x %d members on %d connections", cfg.Rooms, cfg.RoomSize, n)
+	err = e.openSubs(ctx, n, func(i int) []string {
+		chs := make([]string, per)
+		for j := range chs {
+			chs[j] = room(i + j*n)
+		}
+		return chs
+	}, seqBits(total, n))
+	if err != nil {
 		return nil, err
 	}
 	if len(e.subs) != n {
@@ -349,16 +367,19 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 		}
 	}
 	r := Result{Scenario: "rooms", Rooms: cfg.Rooms, RoomSize: cfg.RoomSize, Subscribers: n, Rate: cfg.Rate}
+	if per > 1 {
+		r.RoomsPerConn = per
+	}
 	e.base(&r)
 	k := e.newStep()
 	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	start := time.Now()
 	var sendErrs uint64
-	sent, err := pace(ctx, cfg.Rate*float64(n), total, cfg.Duration+2*time.Second, func(from, to uint64) error {
+	sent, err := pace(ctx, cfg.Rate*float64(members), total, cfg.Duration+2*time.Second, func(from, to uint64) error {
 		now := time.Now().UnixNano()
 		for i := from; i < to; i++ {
-			idx := int(i % uint64(n))
-			c, ch := e.subs[idx], room(idx)
+			m := int(i % uint64(members))
+			c, ch := e.subs[m%n], room(m)
 			if e.httpc != nil {
 				e.buf = e.appendPublish(e.buf[:0], nil, ch, e.seq+i, now)
 				if err := e.postPublish(e.buf); err != nil {
@@ -410,7 +431,7 @@ func runIdle(ctx context.Context, cfg *Config) ([]Result, error) {
 	m := startCPU(cfg.ServerPIDs, cfg.URLs)
 	logf(cfg, "opening %d idle connections", cfg.Conns)
 	start := time.Now()
-	if err := e.openSubs(ctx, cfg.Conns, func(int) string { return cfg.Channel }, 0); err != nil {
+	if err := e.openSubs(ctx, cfg.Conns, func(int) []string { return []string{cfg.Channel} }, 0); err != nil {
 		return nil, err
 	}
 	open := time.Since(start)

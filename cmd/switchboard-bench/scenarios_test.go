@@ -108,6 +108,18 @@ func TestScenarios(t *testing.T) {
 		{"rooms native", func(c *Config) {
 			c.Scenario, c.Dialect, c.Rooms, c.RoomSize, c.Rate = "rooms", "native", 5, 3, 4
 		}, checkDelivery},
+		{"rooms native several per connection", func(c *Config) {
+			c.Scenario, c.Dialect, c.Rooms, c.RoomSize, c.RoomsPerConn, c.Rate = "rooms", "native", 6, 4, 3, 2
+		}, func(t *testing.T, rs []Result) {
+			checkDelivery(t, rs)
+			if r := rs[0]; r.Subscribers != 8 || r.RoomsPerConn != 3 || r.Expected != r.Sent*4 {
+				t.Errorf("rooms = %d connections, %d rooms each, %d sent, %d expected; want 8, 3, x4", r.Subscribers, r.RoomsPerConn, r.Sent, r.Expected)
+			}
+		}},
+		{"rooms pusher several per connection", func(c *Config) {
+			c.Scenario, c.Dialect, c.Rooms, c.RoomSize, c.RoomsPerConn, c.Rate = "rooms", "pusher", 4, 3, 2, 2
+			c.PublishURL = "http://" + addr
+		}, checkDelivery},
 		{"rooms raw", func(c *Config) {
 			c.Scenario, c.Dialect, c.Rooms, c.RoomSize, c.Rate = "rooms", "raw", 4, 3, 4
 		}, checkDelivery},
