@@ -10,8 +10,13 @@ import (
 	"unsafe"
 )
 
-// idle reports whether the client has nothing more to read right now: the
-// upgrade's reader is drained and the socket has no byte waiting.
+// idle reports whether the client has nothing more to read right now, so
+// that the session may park: the upgrade's reader and the read buffer are
+// drained and, for a chatty client, the socket has had no byte for a
+// linger. Otherwise the socket is not asked: parking re-arms a
+// level-triggered registration, which reports at once a byte already
+// waiting, so a peek would cost every client a system call to spare a rare
+// one a resume.
 func (ss *session) idle() bool {
 	if ss.early != nil {
 		if len(ss.early.b) > 0 {
@@ -19,11 +24,22 @@ func (ss *session) idle() bool {
 		}
 		ss.rd, ss.early = ss.conn, nil
 	}
-	if err := ss.rc.Read(ss.peekFn); err != nil || ss.peekErr != syscall.EAGAIN {
+	if ss.br != nil {
+		if ss.br.Buffered() > 0 {
+			return false
+		}
+		ss.unbuffer()
+	}
+	if ss.fresh {
+		// The poller just said the socket is readable (or broken).
+		ss.fresh = false
 		return false
 	}
 	if !ss.chatty {
 		return true
+	}
+	if err := ss.rc.Read(ss.peekFn); err != nil || ss.peekErr != syscall.EAGAIN {
+		return false
 	}
 	// Linger: wait for the next frame a while, parked in the runtime's
 	// poller, before giving the goroutine up.

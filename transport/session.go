@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -40,10 +41,15 @@ type session struct {
 	c     *hub.Client
 	conn  net.Conn
 	t     *wsConn
-	rd    io.Reader    // conn, or early while it holds bytes
+	rd    io.Reader    // conn, early while it holds bytes, or br while it is set
 	early *earlyReader // what the client sent with its handshake; nil once read
-	rc    syscall.RawConn
-	poll  *poller // nil: the session never parks
+	// br is a pooled read buffer, held by a parking session only while it
+	// has bytes to read, so that a frame's header and payload (and often
+	// the frames after it) take one read instead of three. Owned by the
+	// reader; nil while parked.
+	br   *bufio.Reader
+	rc   syscall.RawConn
+	poll *poller // nil: the session never parks
 
 	id       uint64       // the poller's key, 0 until the first park; guarded by the poller's mu
 	state    atomic.Int32 // stateReading, stateParked or stateDone
@@ -61,6 +67,36 @@ type session struct {
 	peekErr    syscall.Errno
 	chatty     bool  // resumed twice within a linger: linger before parking again
 	resumedAt  int64 // unix nanoseconds of the last resume
+	fresh      bool  // just resumed by the poller: the socket has something to read
+}
+
+// readBufSize is the size of the pooled read buffers: larger than most
+// frames, so that one read takes a whole frame or several. A larger
+// payload is read into the message directly.
+const readBufSize = 4 << 10
+
+var readBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
+// buffer makes the next reads go through a pooled buffer (parking sessions
+// only; the others read the socket directly, as they never give a buffer
+// back).
+func (ss *session) buffer() {
+	if ss.br != nil || ss.early != nil || ss.poll == nil {
+		return
+	}
+	ss.br = readBufs.Get().(*bufio.Reader)
+	ss.br.Reset(ss.conn)
+	ss.rd = ss.br
+}
+
+// unbuffer gives the read buffer back; it must hold no byte.
+func (ss *session) unbuffer() {
+	if ss.br == nil {
+		return
+	}
+	ss.br.Reset(nil)
+	readBufs.Put(ss.br)
+	ss.br, ss.rd = nil, ss.conn
 }
 
 // earlyReader reads the bytes a client sent with its handshake, then the
@@ -177,6 +213,7 @@ func (ss *session) run() {
 	if ss.readLoop() {
 		return
 	}
+	ss.unbuffer()
 	ss.finish()
 }
 
@@ -201,6 +238,7 @@ func (ss *session) resume() {
 	now := time.Now().UnixNano()
 	ss.chatty = now-ss.resumedAt < int64(linger)
 	ss.resumedAt = now
+	ss.fresh = true
 	ss.run()
 }
 
@@ -241,6 +279,7 @@ func (ss *session) readLoop() (parked bool) {
 			return true
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		ss.buffer()
 		if ss.closing || c.Closed() {
 			ss.closing = true
 			if !ss.discard() {

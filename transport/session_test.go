@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,32 @@ func TestFramesSplitAcrossPauses(t *testing.T) {
 		default:
 			t.Fatalf("unexpected frame %q", got)
 		}
+	}
+}
+
+// Frames that arrive together are read together (one read takes several
+// from the socket into the session's buffer); every one of them is
+// handled before the session parks, and a parked session holds no buffer
+// of bytes it has not handled: it answers the last frame too, then parks.
+func TestPipelinedFramesAreAllHandled(t *testing.T) {
+	n := startNode(t, hub.Config{})
+	c := n.dial(t, "/ws")
+	c.nextText()     // welcome
+	const reqs = 300 // about 9 KB: more than one read buffer
+	var burst []byte
+	for i := 1; i <= reqs; i++ {
+		burst = append(burst, maskedFrame(byte(ws.OpText), true, []byte(`{"id":`+strconv.Itoa(i)+`,"op":"ping"}`))...)
+	}
+	c.write(burst)
+	for i := 1; i <= reqs; i++ {
+		if got := c.nextText(); !strings.Contains(got, `"id":`+strconv.Itoa(i)+`,`) {
+			t.Fatalf("reply %d: %q", i, got)
+		}
+	}
+	n.waitParked(t, 1)
+	c.write(maskedFrame(byte(ws.OpText), true, []byte(`{"id":1000,"op":"ping"}`)))
+	if got := c.nextText(); !strings.Contains(got, `"id":1000,`) {
+		t.Fatalf("reply after parking: %q", got)
 	}
 }
 
