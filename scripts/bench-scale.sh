@@ -12,17 +12,18 @@
 #            every client reconnects to the other and recovers: time from
 #            its socket's death to its recovered subscribe (p50, p99, max),
 #            lost and duplicated messages (switchboard-bench soak).
-#   rooms    ROOM_PROCS (2) bench processes, each with ROOMS (1000) rooms of
-#            ROOM_SIZE (10) native members, on ROOM_INSTANCES (2) instances;
-#            each room gets ROOM_RATE (1) msg/s: CPU per delivery, broker
-#            subscriptions per node, p99.
+#   rooms    ROOMS (10000) rooms of ROOM_SIZE (10) native members, on
+#            ROOM_INSTANCES (2) instances; each connection is a member of
+#            ROOMS_PER_CONN (10) rooms, so 10,000 connections hold the
+#            100,000 memberships; each room gets ROOM_RATE (1) msg/s, each
+#            message from one of its members in turn: CPU per delivery,
+#            broker subscriptions per node, p99. One bench process, so that
+#            the servers' CPU is divided by every delivery it caused.
 #
 #   scripts/bench-scale.sh [idle] [storm] [rooms]   (default: all three)
 #
 # A process may hold 20,000 descriptors on the machine this was written
-# for: keep each instance and each bench process under that (the rooms'
-# connections are spread over ROOM_PROCS processes and ROOM_INSTANCES
-# instances). Needs go and redis-server; starts its own Redis on a free
+# for: keep each instance and each bench process under that. Needs go and redis-server; starts its own Redis on a free
 # port and kills everything it started when it exits. OUT names the
 # results directory.
 set -euo pipefail
@@ -34,9 +35,9 @@ IDLE_HOLD=${IDLE_HOLD:-60s}
 STORM_CLIENTS=${STORM_CLIENTS:-15000}
 STORM_DELIVERIES=${STORM_DELIVERIES:-5000}
 STORM_CHANNELS=${STORM_CHANNELS:-100}
-ROOMS=${ROOMS:-1000}
+ROOMS=${ROOMS:-10000}
 ROOM_SIZE=${ROOM_SIZE:-10}
-ROOM_PROCS=${ROOM_PROCS:-2}
+ROOMS_PER_CONN=${ROOMS_PER_CONN:-10}
 ROOM_INSTANCES=${ROOM_INSTANCES:-2}
 ROOM_RATE=${ROOM_RATE:-1}
 ROOM_DURATION=${ROOM_DURATION:-20s}
@@ -94,21 +95,13 @@ for what in $WHAT; do
 		;;
 	rooms)
 		start_instances "$ROOM_INSTANCES"
-		log "rooms: $ROOM_PROCS x $ROOMS rooms of $ROOM_SIZE, $ROOM_RATE msg/s each"
+		log "rooms: $ROOMS rooms of $ROOM_SIZE, $ROOMS_PER_CONN per connection, $ROOM_RATE msg/s each"
 		member_rate=$(python3 -c "print($ROOM_RATE / $ROOM_SIZE)")
-		bench_pids=()
-		for i in $(seq 1 "$ROOM_PROCS"); do
-			# shellcheck disable=SC2086
-			"$BENCH" rooms --label "rooms-$i" --dialect native --url "$URLS" $SRV_PIDS --channel "room$i" \
-				--rooms "$ROOMS" --room-size "$ROOM_SIZE" --rate "$member_rate" --duration "$ROOM_DURATION" \
-				--concurrency 64 --json "$OUT/rooms-$i.jsonl" --quiet >"$OUT/rooms-$i.txt" 2>&1 &
-			bench_pids+=($!)
-		done
-		status=0
-		for p in "${bench_pids[@]}"; do wait "$p" || status=1; done
-		cat "$OUT"/rooms-*.txt | tee -a "$OUT/tables.txt"
-		cat "$OUT"/rooms-*.jsonl >>"$RESULTS"
-		[ $status = 0 ] || log "rooms: a bench process failed (its results say why)"
+		# shellcheck disable=SC2086
+		"$BENCH" rooms --label rooms --dialect native --url "$URLS" $SRV_PIDS --rooms "$ROOMS" \
+			--room-size "$ROOM_SIZE" --rooms-per-conn "$ROOMS_PER_CONN" --rate "$member_rate" \
+			--duration "$ROOM_DURATION" --concurrency 64 --json "$RESULTS" --quiet | tee -a "$OUT/tables.txt" ||
+			log "rooms: the bench process failed (its results say why)"
 		stop "${RUNNING[@]}"
 		;;
 	*)

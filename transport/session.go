@@ -60,14 +60,9 @@ type session struct {
 	counted  bool         // the connection counts against the server's limits
 	asm      assembler    // owned by the reader
 
-	// peek state, bound once so that a peek allocates nothing
-	peekFn     func(fd uintptr) bool // returns at once
-	peekWaitFn func(fd uintptr) bool // waits for a byte (or the deadline)
-	peekByte   [1]byte
-	peekErr    syscall.Errno
-	chatty     bool  // resumed twice within a linger: linger before parking again
-	resumedAt  int64 // unix nanoseconds of the last resume
-	fresh      bool  // just resumed by the poller: the socket has something to read
+	chatty    bool  // resumed twice within a linger: linger before parking again
+	resumedAt int64 // unix nanoseconds of the last resume
+	fresh     bool  // just resumed by the poller: the socket has something to read
 }
 
 // readBufSize is the size of the pooled read buffers: larger than most
@@ -173,8 +168,6 @@ func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader, defl
 	}
 	if ss.rc = rawConn(conn); ss.rc != nil {
 		ss.poll = s.poller()
-		ss.peekFn = ss.peek
-		ss.peekWaitFn = ss.peekWait
 		c.Attach(&rawWSConn{wsConn: ss.t, rc: ss.rc})
 	} else {
 		c.Attach(ss.t)

@@ -4,7 +4,3 @@ package transport
 
 // idle is never asked elsewhere than Linux: sessions do not park there.
 func (ss *session) idle() bool { return false }
-
-func (ss *session) peek(uintptr) bool { return true }
-
-func (ss *session) peekWait(uintptr) bool { return true }
