@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -240,4 +241,87 @@ func TestDecodeIdempotencyKey(t *testing.T) {
 	if err == nil || err.Message != "idempotency_key is longer than 128 bytes" {
 		t.Fatalf("long key: %v", err)
 	}
+}
+
+// FuzzDecodeFast checks the fast path against encoding/json: wherever it
+// accepts a frame, json.Unmarshal accepts it too and makes the same
+// wireRequest of it.
+func FuzzDecodeFast(f *testing.F) {
+	for _, s := range []string{
+		`{"id":1,"op":"ping"}`, `{"id":8,"op":"publish","channel":"c","data":{"text":"hi \"x\" ]}"}}`,
+		` { "id" : 12 , "op" : "publish" , "channel" : "a:b" , "data" : 12.5e3 , "idempotency_key" : "k" } `,
+		`{"id":3,"op":"auth","token":"a.b.c"}`, `{"id":4,"op":"publish","channel":"c","data":[1,{"a":[]}],"data":2}`,
+		`{"id":5,"op":"publish","channel":"c","data":null}`, `{"id":6,"op":"publish","channel":"c","data":tru}`,
+		`{"id":7,"op":"subscribe","channel":"c",}`, `{"id":01,"op":"ping"}`, `{"ID":1,"op":"ping"}`, `{}`, `{"id":1}x`,
+		`{"id":9,"op":"publish","channel":"c","data":"\u00e9"}`, `{"id":10,"op":"publish","channel":"c","data":{"a":1}  }`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var fast wireRequest
+		if !decodeFast(frame, &fast) {
+			return
+		}
+		var slow wireRequest
+		if err := json.Unmarshal(frame, &slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", frame, err)
+		}
+		if !bytes.Equal(fast.ID, slow.ID) || fast.Op != slow.Op || fast.Channel != slow.Channel || !bytes.Equal(fast.Data, slow.Data) ||
+			fast.IdemKey != slow.IdemKey || fast.Token != slow.Token || slow.Since != nil || slow.Limit != nil {
+			t.Fatalf("%q: fast path made %+v, encoding/json %+v", frame, fast, slow)
+		}
+		if len(fast.Data) > 0 {
+			// The data is a copy: the frame's buffer is the reader's.
+			was := fast.Data[0]
+			for i := range frame {
+				frame[i] ^= 0xff
+			}
+			if fast.Data[0] != was {
+				t.Fatalf("data aliases the frame")
+			}
+		}
+	})
+}
+
+// The fast path takes the requests clients send all the time; what it
+// declines goes to encoding/json, so a fast path that declined everything
+// would pass FuzzDecodeFast and save nothing.
+func TestDecodeFastTakesCommonRequests(t *testing.T) {
+	for _, s := range []string{
+		`{"id":1,"op":"ping"}`,
+		`{"id":2,"op":"subscribe","channel":"chat:lobby"}`,
+		`{"id":3,"op":"subscribe","channel":"private-x","token":"eyJ.eyJ.sig"}`,
+		`{"id":4,"op":"unsubscribe","channel":"chat:lobby"}`,
+		`{"id":5,"op":"publish","channel":"chat:lobby","data":{"text":"h\u00e9llo \"you\""},"idempotency_key":"k-1"}`,
+		`{"id":6,"op":"presence","channel":"chat:lobby"}`,
+		`{"id":7,"op":"history","channel":"chat:lobby"}`,
+		`{"id":8,"op":"auth","token":"eyJ.eyJ.sig"}`,
+		"{\n  \"id\": 9,\n  \"op\": \"publish\",\n  \"channel\": \"c\",\n  \"data\": [1, 2.5, true, null]\n}\n",
+	} {
+		var w wireRequest
+		if !decodeFast([]byte(s), &w) {
+			t.Errorf("fast path declined %s", s)
+		}
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	frame := []byte(`{"id":123,"op":"publish","channel":"bench-room-42","data":{"seq":123456,"t":1765000000000000000,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`)
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeRequest(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var w wireRequest
+			if err := json.Unmarshal(frame, &w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

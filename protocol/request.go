@@ -78,7 +78,11 @@ func DecodeRequest(frame []byte) (req Request, perr *Error) {
 		return req, Errorf(CodeBadRequest, "a request must be a JSON object")
 	}
 	var w wireRequest
-	err := json.Unmarshal(frame, &w)
+	var err error
+	if !decodeFast(trimmed, &w) {
+		w = wireRequest{}
+		err = json.Unmarshal(frame, &w)
+	}
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) || (err != nil && len(w.ID) == 0) {
 		return req, Errorf(CodeBadRequest, "a request must be a JSON object")
