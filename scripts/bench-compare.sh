@@ -14,9 +14,9 @@
 # switchboard switchboard-nodelay switchboard-native switchboard-native-nodelay":
 # switchboard at its defaults, raw and native dialect, and the same with
 # --write-delay 0, which never waits; switchboard-wd is switchboard with
-# --write-delay WRITE_DELAY; switchboard-uring adds --io-uring;
+# --write-delay WRITE_DELAY; switchboard-writev turns io_uring off;
 # switchboard-pusher runs through the Pusher dialect; the -nodelay, -wd and
-# -uring sides run the broadcasts and the ramp only).
+# -writev sides run the broadcasts and the ramp only).
 #
 # Needs: go, node + npm (npm install ws ioredis into a temporary directory),
 # redis-server. It starts its own redis-server on a free port and kills
@@ -116,9 +116,9 @@ start_switchboard-native() {
 	start_switchboard --pusher-app-id app-id --pusher-key app-key --pusher-secret app-secret
 	DIALECT=native
 }
-# start_switchboard-uring: the defaults with the experimental --io-uring
-# (the writer pool submits many connections' writes in one system call).
-start_switchboard-uring() { start_switchboard --io-uring; }
+# start_switchboard-writev: the defaults with --io-uring=false (a writev
+# per connection instead of one io_uring submission for many).
+start_switchboard-writev() { start_switchboard --io-uring=false; }
 
 start_switchboard-native-nodelay() {
 	start_switchboard --write-delay 0
@@ -155,7 +155,7 @@ for side in $SIDES; do
 	bench "$side" ramp --dialect "$DIALECT" --subs "$SUBS" --size "$SIZE" --start-rate 100 --factor 1.5 --step "$STEP" --p99-max 100ms
 	stop "${RUNNING[@]}"
 
-	case $side in *-wd | *-nodelay | *-uring) continue ;; esac
+	case $side in *-wd | *-nodelay | *-writev) continue ;; esac
 	"start_$side"
 	bench "$side" idle --dialect "$DIALECT" --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --settle 2s
 	stop "${RUNNING[@]}"
