@@ -12,8 +12,9 @@
 // sent, then park the connection in the server's epoll set and return: an
 // idle connection holds no goroutine, no stack and no buffer, only its
 // session (a few hundred bytes) and the hub client. A readable socket gets a
-// short-lived reader goroutine that reads frames straight from the socket
-// and parks again after a second of quiet. The poller (poll_linux.go) also
+// short-lived reader goroutine that reads its frames through a pooled buffer
+// and parks it again once the buffer is empty (after up to a second of
+// quiet for a client that sends often). The poller (poll_linux.go) also
 // closes parked connections silent past the read timeout. Where epoll is
 // missing, or on a socket without a file descriptor (TLS), the reader keeps
 // a goroutine of its own. Whoever ends a session (the reader on a read
