@@ -84,7 +84,8 @@ func (ss *session) buffer() {
 	ss.rd = ss.br
 }
 
-// unbuffer gives the read buffer back; it must hold no byte.
+// unbuffer gives the read buffer back. Bytes still in it are dropped: the
+// caller parks only with an empty buffer, or ends the session.
 func (ss *session) unbuffer() {
 	if ss.br == nil {
 		return

@@ -15,10 +15,12 @@ import (
 
 func TestMain(m *testing.M) {
 	// rueidis's cluster client closes the connections a topology refresh
-	// retired 5 seconds later, on a goroutine of its own that Close does
-	// not wait for.
+	// retired 5 seconds later, and starts a lazy refresh after a random
+	// delay of up to about a second (DelayDo), each on a goroutine of its
+	// own that Close does not wait for; both end by themselves.
 	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"))
 }
 
 // newBroker returns a broker of srv, not started, closed when t ends.
