@@ -56,6 +56,7 @@ test-io-uring:
 test-fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZN) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzValidateChannel -fuzztime=$(FUZZN) ./protocol
+	$(GO) test -run=NONE -fuzz=FuzzDecodeFast -fuzztime=$(FUZZN) ./protocol
 	$(GO) test -run=NONE -fuzz=FuzzPayload -fuzztime=$(FUZZN) ./broker/redis
 	$(GO) test -run=NONE -fuzz=FuzzToken -fuzztime=$(FUZZN) ./broker/nats
 	$(GO) test -run=NONE -fuzz=FuzzParseURL -fuzztime=$(FUZZN) ./broker/redis
