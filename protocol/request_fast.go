@@ -47,6 +47,7 @@ func decodeFast(frame []byte, w *wireRequest) bool {
 		}
 		j = skipSpace(frame, j+1)
 		var bit uint8
+		var str *string // the field a string value goes to
 		switch string(key) {
 		case "id":
 			bit = 1
@@ -58,20 +59,6 @@ func decodeFast(frame []byte, w *wireRequest) bool {
 				return false
 			}
 			w.ID, j = frame[j:k], k
-		case "op":
-			bit = 2
-			var s []byte
-			if s, j, ok = plainString(frame, j); !ok {
-				return false
-			}
-			w.Op = string(s)
-		case "channel":
-			bit = 4
-			var s []byte
-			if s, j, ok = plainString(frame, j); !ok {
-				return false
-			}
-			w.Channel = string(s)
 		case "data":
 			bit = 8
 			k, ok := skipValue(frame, j)
@@ -83,22 +70,23 @@ func decodeFast(frame []byte, w *wireRequest) bool {
 				return false
 			}
 			w.Data, j = bytes.Clone(v), k
+		case "op":
+			bit, str = 2, &w.Op
+		case "channel":
+			bit, str = 4, &w.Channel
 		case "idempotency_key":
-			bit = 16
-			var s []byte
-			if s, j, ok = plainString(frame, j); !ok {
-				return false
-			}
-			w.IdemKey = string(s)
+			bit, str = 16, &w.IdemKey
 		case "token":
-			bit = 32
-			var s []byte
-			if s, j, ok = plainString(frame, j); !ok {
-				return false
-			}
-			w.Token = string(s)
+			bit, str = 32, &w.Token
 		default:
 			return false
+		}
+		if str != nil {
+			var v []byte
+			if v, j, ok = plainString(frame, j); !ok {
+				return false
+			}
+			*str = string(v)
 		}
 		if seen&bit != 0 {
 			return false // a repeated key: the last one wins there, not here
