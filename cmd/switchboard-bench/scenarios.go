@@ -378,8 +378,8 @@ func runRooms(ctx context.Context, cfg *Config) ([]Result, error) {
 	sent, err := pace(ctx, cfg.Rate*float64(members), total, cfg.Duration+2*time.Second, func(from, to uint64) error {
 		now := time.Now().UnixNano()
 		for i := from; i < to; i++ {
-			m := int(i % uint64(members))
-			c, ch := e.subs[m%n], room(m)
+			mb := int(i % uint64(members))
+			c, ch := e.subs[mb%n], room(mb)
 			if e.httpc != nil {
 				e.buf = e.appendPublish(e.buf[:0], nil, ch, e.seq+i, now)
 				if err := e.postPublish(e.buf); err != nil {
