@@ -176,23 +176,28 @@ func (s *setupConn) request(p []byte, id int) ([]byte, error) {
 // messages (and those of more, subscribed one after the other): the native
 // welcome and subscribe replies, Pusher's, or Centrifugo's connect and
 // subscribe replies. Raw connections are subscribed by the upgrade itself,
-// to one channel.
+// to one channel. An empty ch subscribes to nothing.
 func (d *dialer) setup(s *setupConn, ch string, more ...string) error {
-	if err := d.setup1(s, ch); err != nil {
-		return err
-	}
 	if len(more) > 0 && d.dialect == "raw" {
 		return errors.New("a raw connection has one channel")
 	}
-	for _, m := range more {
-		if err := d.subscribe(s, m); err != nil {
+	if err := d.greet(s); err != nil {
+		return err
+	}
+	if ch == "" {
+		return nil
+	}
+	for _, c := range append([]string{ch}, more...) {
+		if err := d.subscribe(s, c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (d *dialer) setup1(s *setupConn, ch string) error {
+// greet reads what the server sends first (the native welcome, Pusher's
+// connection_established) or makes Centrifugo's connect request.
+func (d *dialer) greet(s *setupConn) error {
 	switch d.dialect {
 	case "native":
 		w, err := s.readMessage()
@@ -202,10 +207,6 @@ func (d *dialer) setup1(s *setupConn, ch string) error {
 		if !bytes.Contains(w, []byte(`"welcome"`)) {
 			return fmt.Errorf("first frame %s, want welcome", w)
 		}
-		if ch == "" {
-			return nil
-		}
-		return d.subscribe(s, ch)
 	case "pusher":
 		w, err := s.readMessage()
 		if err != nil {
@@ -214,10 +215,6 @@ func (d *dialer) setup1(s *setupConn, ch string) error {
 		if !bytes.Contains(w, []byte(`"pusher:connection_established"`)) {
 			return fmt.Errorf("first frame %s, want pusher:connection_established", w)
 		}
-		if ch == "" {
-			return nil
-		}
-		return d.subscribe(s, ch)
 	case "centrifugo":
 		s.id++
 		req := `{"id":1,"connect":{"name":"switchboard-bench"}}`
@@ -227,16 +224,12 @@ func (d *dialer) setup1(s *setupConn, ch string) error {
 		if _, err := s.request([]byte(req), s.id); err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
-		if ch == "" {
-			return nil
-		}
-		return d.subscribe(s, ch)
 	}
 	return nil
 }
 
-// subscribe subscribes a set-up native, Pusher or Centrifugo connection to
-// ch and waits for the reply.
+// subscribe subscribes a greeted native, Pusher or Centrifugo connection to
+// ch and waits for the reply; a raw connection is left as it is.
 func (d *dialer) subscribe(s *setupConn, ch string) error {
 	switch d.dialect {
 	case "native":
