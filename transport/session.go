@@ -62,7 +62,6 @@ type session struct {
 
 	chatty    bool  // resumed twice within a linger: linger before parking again
 	resumedAt int64 // unix nanoseconds of the last resume
-	fresh     bool  // just resumed by the poller: the socket has something to read
 }
 
 // readBufSize is the size of the pooled read buffers: larger than most
@@ -185,17 +184,18 @@ func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader, defl
 // pins none of them.
 func (ss *session) start() {
 	if ss.poll != nil && ss.early == nil {
-		ss.run()
+		ss.run(false)
 		return
 	}
-	go ss.run()
+	go ss.run(false)
 }
 
 // run reads until the session parks or ends; when it ends, it finishes the
-// client. A panic while reading is a bug: it is logged and counted, and
+// client. readable says the poller just found the socket readable (or
+// broken), so the first frame is read without asking whether one is there. A panic while reading is a bug: it is logged and counted, and
 // ends this connection only, never the process (the reader may be on the
 // poller's goroutine, where nothing else would recover it).
-func (ss *session) run() {
+func (ss *session) run(readable bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			ss.srv.panics.Add(1)
@@ -204,7 +204,7 @@ func (ss *session) run() {
 			ss.finish()
 		}
 	}()
-	if ss.readLoop() {
+	if ss.readLoop(readable) {
 		return
 	}
 	ss.unbuffer()
@@ -232,8 +232,7 @@ func (ss *session) resume() {
 	now := time.Now().UnixNano()
 	ss.chatty = now-ss.resumedAt < int64(linger)
 	ss.resumedAt = now
-	ss.fresh = true
-	ss.run()
+	ss.run(true)
 }
 
 // closed is called by the transport after it closed the socket: a parked
@@ -266,10 +265,10 @@ func (ss *session) park() bool {
 // frame arrives, the connection breaks, or the hub cuts it after the close
 // grace: closing a socket with unread input makes the kernel reset it, and
 // the client would lose the close frame.
-func (ss *session) readLoop() (parked bool) {
+func (ss *session) readLoop(readable bool) (parked bool) {
 	s, c, conn := ss.srv, ss.c, ss.conn
-	for {
-		if !ss.asm.busy() && ss.poll != nil && ss.idle() && ss.park() {
+	for ; ; readable = false {
+		if !readable && !ss.asm.busy() && ss.poll != nil && ss.idle() && ss.park() {
 			return true
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
