@@ -25,6 +25,11 @@ func (ss *session) idle() bool {
 	if ss.br != nil && ss.br.Buffered() > 0 {
 		return false
 	}
+	if ss.fresh {
+		// The poller just said the socket is readable (or broken).
+		ss.fresh = false
+		return false
+	}
 	if !ss.chatty {
 		ss.unbuffer()
 		return true

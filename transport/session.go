@@ -62,6 +62,7 @@ type session struct {
 
 	chatty    bool  // resumed twice within a linger: linger before parking again
 	resumedAt int64 // unix nanoseconds of the last resume
+	fresh     bool  // just resumed by the poller: the socket has something to read
 }
 
 // readBufSize is the size of the pooled read buffers: larger than most
@@ -184,18 +185,17 @@ func (s *Server) newSession(c *hub.Client, conn net.Conn, br *bufio.Reader, defl
 // pins none of them.
 func (ss *session) start() {
 	if ss.poll != nil && ss.early == nil {
-		ss.run(false)
+		ss.run()
 		return
 	}
-	go ss.run(false)
+	go ss.run()
 }
 
 // run reads until the session parks or ends; when it ends, it finishes the
-// client. readable says the poller just found the socket readable (or
-// broken), so the first frame is read without asking whether one is there. A panic while reading is a bug: it is logged and counted, and
+// client. A panic while reading is a bug: it is logged and counted, and
 // ends this connection only, never the process (the reader may be on the
 // poller's goroutine, where nothing else would recover it).
-func (ss *session) run(readable bool) {
+func (ss *session) run() {
 	defer func() {
 		if v := recover(); v != nil {
 			ss.srv.panics.Add(1)
@@ -204,7 +204,7 @@ func (ss *session) run(readable bool) {
 			ss.finish()
 		}
 	}()
-	if ss.readLoop(readable) {
+	if ss.readLoop() {
 		return
 	}
 	ss.unbuffer()
@@ -232,7 +232,8 @@ func (ss *session) resume() {
 	now := time.Now().UnixNano()
 	ss.chatty = now-ss.resumedAt < int64(linger)
 	ss.resumedAt = now
-	ss.run(true)
+	ss.fresh = true
+	ss.run()
 }
 
 // closed is called by the transport after it closed the socket: a parked
@@ -265,10 +266,10 @@ func (ss *session) park() bool {
 // frame arrives, the connection breaks, or the hub cuts it after the close
 // grace: closing a socket with unread input makes the kernel reset it, and
 // the client would lose the close frame.
-func (ss *session) readLoop(readable bool) (parked bool) {
+func (ss *session) readLoop() (parked bool) {
 	s, c, conn := ss.srv, ss.c, ss.conn
-	for ; ; readable = false {
-		if !readable && !ss.asm.busy() && ss.poll != nil && ss.idle() && ss.park() {
+	for {
+		if !ss.asm.busy() && ss.poll != nil && ss.idle() && ss.park() {
 			return true
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
