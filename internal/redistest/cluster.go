@@ -120,7 +120,9 @@ func (c *Cluster) URL() string {
 
 // WaitSettled waits until every running node says cluster_state:ok, the
 // running nodes agree on the owner of every slot and each live replica is
-// in sync; it fails the test after 30 seconds.
+// in sync and has acknowledged every write its primary had made by then, so
+// that a KillPrimary after it loses nothing; it fails the test
+// after 30 seconds.
 func (c *Cluster) WaitSettled() {
 	c.tb.Helper()
 	if err := c.waitSettled(); err != nil {
@@ -133,7 +135,7 @@ func (c *Cluster) waitSettled() error {
 	for {
 		err := c.settled()
 		if err == nil {
-			return nil
+			return c.waitReplicated(deadline)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("cluster not settled after %v: %w", clusterTimeout, err)
@@ -178,6 +180,91 @@ func (c *Cluster) settled() error {
 		return errors.New("no node runs")
 	}
 	return nil
+}
+
+// replication reads a node's INFO replication: for a primary, its
+// replication offset and, for each replica connected to it, the offset that
+// replica has acknowledged (-1 while it is not online); ok is false for a
+// replica.
+func replication(info string) (primary int64, replicas map[string]int64, ok bool) {
+	if !strings.Contains(info, "role:master") {
+		return 0, nil, false
+	}
+	replicas = make(map[string]int64)
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if v, found := strings.CutPrefix(line, "master_repl_offset:"); found {
+			primary, _ = strconv.ParseInt(v, 10, 64)
+			continue
+		}
+		name, fields, found := strings.Cut(line, ":")
+		if !found || !strings.HasPrefix(name, "slave") || !strings.Contains(fields, "state=") {
+			continue
+		}
+		var ip, port, state string
+		offset := int64(-1)
+		for _, f := range strings.Split(fields, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "ip":
+				ip = v
+			case "port":
+				port = v
+			case "state":
+				state = v
+			case "offset":
+				offset, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		if state != "online" {
+			offset = -1
+		}
+		replicas[ip+":"+port] = offset
+	}
+	return primary, replicas, true
+}
+
+// waitReplicated waits until every replica connected to a running primary
+// has acknowledged the writes that primary had made when it was called.
+// Replication is asynchronous, so a primary killed before that loses its
+// last writes; a replica acknowledges once a second, so this takes about a
+// second at most, however busy the primary stays meanwhile.
+func (c *Cluster) waitReplicated(deadline time.Time) error {
+	targets := make(map[*Server]int64)
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		info, err := n.Do("INFO", "replication")
+		if err != nil {
+			return fmt.Errorf("%s: INFO replication: %w", n.Addr(), err)
+		}
+		if offset, _, ok := replication(info.(string)); ok {
+			targets[n] = offset
+		}
+	}
+	for {
+		var lagging error
+		for n, target := range targets {
+			info, err := n.Do("INFO", "replication")
+			if err != nil {
+				return fmt.Errorf("%s: INFO replication: %w", n.Addr(), err)
+			}
+			_, replicas, _ := replication(info.(string))
+			for addr, offset := range replicas {
+				if offset < target {
+					lagging = fmt.Errorf("replica %s of %s has acknowledged offset %d of %d", addr, n.Addr(), offset, target)
+				}
+			}
+		}
+		if lagging == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicas behind after %v: %w", clusterTimeout, lagging)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // ownersFrom returns n's view of the slot owners, as text to compare.
@@ -368,7 +455,8 @@ func (c *Cluster) Failover(primary *Server) *Server {
 // KillPrimary kills primary (SIGKILL) and, when it has a replica, waits
 // until the replica has taken over and the cluster is settled again; it
 // returns that replica (nil without one: the primary's slots stay down
-// until Restart).
+// until Restart). Writes made before the last WaitSettled survive on the
+// replica; later ones may be lost, as with any crash of a primary.
 func (c *Cluster) KillPrimary(primary *Server) *Server {
 	c.tb.Helper()
 	r := c.ReplicaOf(primary)
