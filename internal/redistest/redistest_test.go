@@ -191,3 +191,31 @@ func TestStartSmallCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestReplication reads the offsets WaitSettled compares from INFO
+// replication as Redis 7 writes it.
+func TestReplication(t *testing.T) {
+	primaryInfo := "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n" +
+		"slave0:ip=127.0.0.1,port=7001,state=online,offset=5210,lag=0\r\n" +
+		"slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n" +
+		"master_failover_state:no-failover\r\nmaster_replid:0123\r\n" +
+		"master_repl_offset:5321\r\nsecond_repl_offset:-1\r\n"
+	offset, replicas, ok := replication(primaryInfo)
+	if !ok || offset != 5321 {
+		t.Fatalf("primary: offset %d, ok %v; want 5321, true", offset, ok)
+	}
+	want := map[string]int64{"127.0.0.1:7001": 5210, "127.0.0.1:7002": -1}
+	if len(replicas) != len(want) {
+		t.Fatalf("replicas %v, want %v", replicas, want)
+	}
+	for addr, o := range want {
+		if replicas[addr] != o {
+			t.Errorf("replica %s: offset %d, want %d", addr, replicas[addr], o)
+		}
+	}
+	replicaInfo := "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\n" +
+		"master_port:7000\r\nslave_repl_offset:5321\r\nmaster_repl_offset:5321\r\n"
+	if _, _, ok := replication(replicaInfo); ok {
+		t.Error("a replica's INFO read as a primary's")
+	}
+}
